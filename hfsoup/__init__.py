@@ -1,5 +1,6 @@
 """hfsoup: weight averaging as a first-class, Hub-native step of fine-tuning with Hugging Face."""
 
+from .callback import EmaTrainerCallback
 from .ema import EmaSettings, ModelEma
 from .errors import (
     DatasetError,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DatasetError",
     "EmaSettings",
+    "EmaTrainerCallback",
     "HfSoupError",
     "HubAuthError",
     "HubError",

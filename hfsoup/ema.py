@@ -158,8 +158,12 @@ class ModelEma:
         self.last_step = 0
         self.shadow: dict[str, torch.Tensor] = {}
         self.copied: dict[str, torch.Tensor] = {}
+        self.is_sharded = (
+            False  # True when the model's parameters are FSDP2 DTensors: the shadow is per shard
+        )
         with torch.no_grad():
             for name, tensor in self._averaged(model):
+                self.is_sharded |= hasattr(tensor, "to_local")
                 tensor = _local(tensor).detach()
                 dtype = torch.promote_types(tensor.dtype, torch.float32)
                 self.shadow[name] = tensor.to(self.device or tensor.device, dtype, copy=True)
