@@ -4,7 +4,8 @@ Every method writes its soup in place into `target`, the tensors of one live mod
 `dict(model.state_dict())`, whose tensors share storage with the model), so the candidate weights of a greedy
 soup are scored in that same model. Ingredients stream their tensors one at a time and the soup is kept as a
 running average in fp32, so peak memory is the model plus one fp32 copy of its floating-point tensors (none
-for the uniform and weighted soups of an fp32 model), whatever the number of ingredients.
+for the uniform and weighted soups of an fp32 model) plus one group of streamed tensors (about 64 MiB),
+whatever the number of ingredients.
 
 All methods share one signature (see [`SoupMethod.__call__`]); this module never scores anything itself: it
 calls the `score` function it is given, which scores the weights currently inside the target.
@@ -218,11 +219,6 @@ def load_into(target: dict[str, torch.Tensor], ingredient: SoupIngredient) -> No
             target[name].copy_(value)
 
 
-def _check_ingredients(ingredients: Sequence[SoupIngredient]) -> None:
-    if not ingredients:
-        raise InvalidSettingError("A soup needs at least one ingredient; none were given.")
-
-
 def _refuse_weights(method: str, weights: Sequence[float] | None) -> None:
     if weights is not None:
         raise InvalidSettingError(
@@ -253,6 +249,27 @@ def _normalized_weights(weights: Sequence[float] | None, count: int) -> list[flo
     return [w / total for w in weights]
 
 
+def _average_into(
+    method: str,
+    ingredients: Sequence[SoupIngredient],
+    target: dict[str, torch.Tensor],
+    selected: list[int],
+    weights: list[float],
+    fold: Callable[[list[torch.Tensor], list[torch.Tensor], int], None],
+    score: Callable[[], float] | None,
+) -> SoupResult:
+    """Fold the `selected` ingredients into an fp32 soup with `fold(soup, values, position)`, then write it."""
+    layout = _Layout(target)
+    soup = layout.fp32_soup(reuse_target=True)
+    for position, index in enumerate(tqdm(selected, desc=f"{method} soup", unit="ingredient")):
+        for names, values in layout.stream(ingredients[index], copy_others=position == 0):
+            fold([soup[name] for name in names], values, position)
+    layout.write(soup)
+    logger.info("%s soup of ingredients %s written into the model.", method.capitalize(), selected)
+    selection_score = None if score is None else float(score())
+    return SoupResult(method, selected, weights, selection_score=selection_score)
+
+
 @torch.no_grad()
 def uniform_soup(
     ingredients: Sequence[SoupIngredient],
@@ -262,26 +279,15 @@ def uniform_soup(
     individual_scores: Sequence[float] | None = None,
     weights: Sequence[float] | None = None,
 ) -> SoupResult:
-    """The plain average of all ingredients (Wortsman et al. 2022, uniform soup).
+    """The plain average of all ingredients (Wortsman et al. 2022, uniform soup), as a running fp32 mean.
 
     Integer tensors are copied from the first ingredient. `individual_scores` is not used; `score`, if given,
     scores the final soup once. See [`SoupMethod.__call__`] for the arguments.
     """
-    _check_ingredients(ingredients)
     _refuse_weights("uniform", weights)
-    layout = _Layout(target)
-    soup = layout.fp32_soup(reuse_target=True)
-    for count, ingredient in enumerate(tqdm(ingredients, desc="uniform soup", unit="ingredient")):
-        for names, values in layout.stream(ingredient, copy_others=count == 0):
-            running_mean_([soup[name] for name in names], values, count)
-    layout.write(soup)
     size = len(ingredients)
-    logger.info("Uniform soup of %d ingredients written into the model.", size)
-    return SoupResult(
-        method="uniform",
-        selected=list(range(size)),
-        weights=[1.0 / size] * size,
-        selection_score=None if score is None else float(score()),
+    return _average_into(
+        "uniform", ingredients, target, list(range(size)), [1.0 / size] * size, running_mean_, score
     )
 
 
@@ -304,22 +310,14 @@ def weighted_soup(
     Raises:
         InvalidSettingError: if `weights` is missing, of the wrong length, negative, not finite or sums to 0.
     """
-    _check_ingredients(ingredients)
     normalized = _normalized_weights(weights, len(ingredients))
     selected = [index for index, weight in enumerate(normalized) if weight > 0]
-    layout = _Layout(target)
-    soup = layout.fp32_soup(reuse_target=True)
-    for position, index in enumerate(tqdm(selected, desc="weighted soup", unit="ingredient")):
-        for names, values in layout.stream(ingredients[index], copy_others=position == 0):
-            add_scaled_([soup[name] for name in names], values, normalized[index])
-    layout.write(soup)
-    logger.info("Weighted soup of %d ingredients written into the model.", len(selected))
-    return SoupResult(
-        method="weighted",
-        selected=selected,
-        weights=[normalized[index] for index in selected],
-        selection_score=None if score is None else float(score()),
-    )
+    chosen = [normalized[index] for index in selected]
+
+    def fold(soup: list[torch.Tensor], values: list[torch.Tensor], position: int) -> None:
+        add_scaled_(soup, values, chosen[position])
+
+    return _average_into("weighted", ingredients, target, selected, chosen, fold, score)
 
 
 def _rank(value: float) -> float:
@@ -369,7 +367,6 @@ def greedy_soup(
     Raises:
         InvalidSettingError: if `score` or `individual_scores` is missing, or `weights` is given.
     """
-    _check_ingredients(ingredients)
     _refuse_weights("greedy", weights)
     if score is None:
         raise InvalidSettingError(
@@ -473,6 +470,8 @@ class SoupMethod:
             ([2, 0], 0.871)
             ```
         """
+        if not ingredients:
+            raise InvalidSettingError("A soup needs at least one ingredient; none were given.")
         return self.function(
             ingredients, target, score=score, individual_scores=individual_scores, weights=weights
         )
