@@ -105,11 +105,10 @@ class CompatReport:
         """One line: the verdict and the first problems."""
         if self.ok():
             return f"{len(self.ingredients)} ingredients can be averaged ({len(self.warnings)} warning(s))."
-        shown = "; ".join(self.errors[:2]) + (
-            f"; and {len(self.errors) - 2} more" if len(self.errors) > 2 else ""
-        )
+        shown = "; ".join(error.split("; ")[0] for error in self.errors[:3])
+        more = f"; and {len(self.errors) - 3} more" if len(self.errors) > 3 else ""
         return (
-            f"{len(self.errors)} problem(s) make these ingredients incompatible: {shown}; "
+            f"{len(self.errors)} problem(s) make these ingredients incompatible: {shown}{more}; "
             "run `hfsoup inspect` on them for the full report."
         )
 
@@ -251,13 +250,18 @@ def _check_vocabulary(models: list[Ingredient], names: list[str], report: Compat
         return
     first_name, first = vocabularies[0]
     for name, vocabulary in vocabularies[1:]:
-        changed = sorted(set(vocabulary.items()) ^ set(first.items()), key=lambda item: item[1])
-        if changed:
-            examples = ", ".join(f"{token!r}={index}" for token, index in changed[:3])
+        only_theirs = sorted(set(vocabulary.items()) - set(first.items()), key=lambda item: item[1])
+        only_first = sorted(set(first.items()) - set(vocabulary.items()), key=lambda item: item[1])
+        if only_theirs or only_first:
             report.errors.append(
                 f"tokenizer vocabularies differ: {name} ({len(vocabulary)} tokens) vs {first_name} "
-                f"({len(first)} tokens), {len(changed)} token/id pair(s) not shared, e.g. {examples}."
+                f"({len(first)} tokens), {len(only_theirs)} token/id pair(s) only in {name} "
+                f"({_examples(only_theirs)}), {len(only_first)} only in {first_name} ({_examples(only_first)})."
             )
+
+
+def _examples(pairs: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{token!r}={index}" for token, index in pairs[:3]) + (", ..." if len(pairs) > 3 else "")
 
 
 def _declared_bases(ingredient: Ingredient) -> set[str]:
@@ -381,6 +385,8 @@ def _check_values(ingredients: list[Ingredient], base: Ingredient | None, report
                 f"{name} has non-finite weights in {len(problems)} tensor(s): {', '.join(problems[:3])}"
                 f"{', ...' if len(problems) > 3 else ''}; use a checkpoint from before training diverged."
             )
+    if not matrices:
+        return
     pairs = []
     for i in range(len(labels)):
         for j in range(i + 1, len(labels)):
