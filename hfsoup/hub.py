@@ -3,12 +3,13 @@
 A Hub ingredient is a reference `user/name` or `user/name@revision` (a branch, a tag or a commit sha).
 [`HubSource`] resolves it to a commit sha once, then pins every download to that commit. Everything goes
 through `huggingface_hub`, so its cache, `HF_TOKEN` (or an explicit token), `HF_ENDPOINT` and
-`HF_HUB_OFFLINE` work as everywhere else in the ecosystem, and interrupted downloads resume on the next run.
+`HF_HUB_OFFLINE` work as everywhere else in the ecosystem: a file in the cache is never fetched again, an
+interrupted transfer resumes, and a cached ingredient loads offline.
 
 Only what a soup needs is fetched: the config and tokenizer files, then the safetensors weights (and their
 index). Tensor names, dtypes and shapes come from the safetensors headers read with HTTP range requests, so a
 compatibility check downloads no weights. Pickle weights are never downloaded, and no code file is either,
-so no remote code can run. Every `huggingface_hub` failure is translated in one place, [`hub_errors`], into
+so no remote code can run. Every `huggingface_hub` failure is translated in one place, `_hub_errors`, into
 an `hfsoup.errors` exception whose message is one line saying what to do.
 """
 
@@ -30,6 +31,7 @@ from .errors import (
     HubAuthError,
     HubError,
     HubUnreachableError,
+    IngredientNotFoundError,
     InvalidSettingError,
     RepoNotFoundError,
     RevisionNotFoundError,
@@ -37,7 +39,7 @@ from .errors import (
 )
 from .ingredients import PICKLE_SUFFIXES, TensorInfo, read_tensor_infos
 
-__all__ = ["HubSource", "hub_errors", "is_repo_reference", "parse_reference", "push_folder"]
+__all__ = ["HubSource", "is_repo_reference", "parse_reference", "push_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ def is_repo_reference(text: str) -> bool:
 
 
 @contextmanager
-def hub_errors(reference: str) -> Iterator[None]:
+def _hub_errors(reference: str) -> Iterator[None]:
     """Translate the `huggingface_hub` and network errors raised inside into `hfsoup.errors`, one line each.
 
     Args:
@@ -164,8 +166,8 @@ def hub_errors(reference: str) -> Iterator[None]:
             ) from err
         if status == 403:
             raise HubAuthError(
-                f"{reference}: the token is not allowed to do this ({detail}); use a token with write access "
-                f"to {repo_id.split('/')[0]}",
+                f"{reference}: the token is not allowed to do this ({detail}); use a token with the needed "
+                f"access (write access to {repo_id.split('/')[0]} to push)",
                 repo_id,
             ) from err
         if status >= 500:
@@ -181,13 +183,13 @@ def hub_errors(reference: str) -> Iterator[None]:
     ) as err:
         if constants.is_offline_mode():
             raise HubUnreachableError(
-                f"HF_HUB_OFFLINE is set and {reference} is not in the local cache ({constants.HF_HUB_CACHE}): "
-                "unset HF_HUB_OFFLINE to download it",
+                f"HF_HUB_OFFLINE is set and {reference} needs the Hub (only files already in the cache "
+                f"{constants.HF_HUB_CACHE} work offline): unset HF_HUB_OFFLINE",
                 repo_id,
             ) from err
         raise HubUnreachableError(
-            f"cannot reach the Hub at {endpoint} ({type(err).__name__}) and {reference} is not in the local "
-            "cache: check your connection, proxy or HF_ENDPOINT",
+            f"cannot reach the Hub at {endpoint} for {reference} ({type(err).__name__}), and the local cache "
+            "cannot serve it: check your connection, proxy or HF_ENDPOINT",
             repo_id,
         ) from err
     except hf_errors.SafetensorsParsingError as err:
@@ -221,7 +223,7 @@ class HubSource:
         revision: the resolved commit sha (40 hex digits).
 
     Raises:
-        `RepoNotFoundError`, `RevisionNotFoundError`, `HubAuthError`, `HubUnreachableError`: see [`hub_errors`].
+        `RepoNotFoundError`, `RevisionNotFoundError`, `HubAuthError`, `HubUnreachableError`: see `_hub_errors`.
 
     Example:
         ```python
@@ -238,16 +240,30 @@ class HubSource:
         self.reference = repo_id if revision is None else f"{repo_id}@{revision}"
         self._token = token
         self._api = HfApi(token=token)
-        with hub_errors(self.reference):
+        with _hub_errors(self.reference):
             self.revision: str = self._api.resolve_revision(repo_id, revision=revision).resolved
         logger.info("Resolved %s to commit %s", self.reference, self.revision)
 
     def metadata_dir(self) -> Path:
         """The cached snapshot folder of the commit, holding its config, tokenizer files and weights index.
 
-        Only these small files are downloaded (once; later calls read the cache).
+        Only these small files are downloaded, on the first call.
+
+        Raises:
+            `IngredientNotFoundError`: the repository has no `config.json`.
         """
-        return self._download(METADATA_FILES)
+        return self._metadata_dir
+
+    @cached_property
+    def _metadata_dir(self) -> Path:
+        folder = self._download(METADATA_FILES)
+        if not (folder / constants.CONFIG_NAME).is_file():
+            raise IngredientNotFoundError(
+                f"{self.reference} has no {constants.CONFIG_NAME}, so it is not a transformers model repository; "
+                "push the model with `model.push_to_hub(...)` or `model.save_pretrained(folder)`",
+                reference=self.reference,
+            )
+        return folder
 
     def tensor_infos(self) -> dict[str, TensorInfo]:
         """Every tensor's dtype and shape, from the safetensors headers, without downloading any weight.
@@ -264,7 +280,7 @@ class HubSource:
             if isinstance(cached, str):
                 infos.update(read_tensor_infos(Path(cached)))
                 continue
-            with hub_errors(self.reference):
+            with _hub_errors(self.reference):
                 header = self._api.parse_safetensors_file_metadata(self.repo_id, name, revision=self.revision)
             infos.update(
                 {k: TensorInfo(dtype=v.dtype, shape=tuple(v.shape)) for k, v in header.tensors.items()}
@@ -287,7 +303,15 @@ class HubSource:
         files = {name for name in self._repo_files() if "/" not in name}
         if constants.SAFETENSORS_INDEX_FILE in files:
             index = json.loads((folder / constants.SAFETENSORS_INDEX_FILE).read_text())
-            return sorted(set(index["weight_map"].values()))
+            shards = sorted(set(index["weight_map"].values()))
+            missing = [shard for shard in shards if shard not in files]
+            if missing:
+                raise IngredientNotFoundError(
+                    f"{self.reference}: {constants.SAFETENSORS_INDEX_FILE} lists {len(missing)} shard(s) missing "
+                    f"from the repository ({', '.join(missing[:3])}); push the complete model",
+                    reference=self.reference,
+                )
+            return shards
         if constants.SAFETENSORS_SINGLE_FILE in files:
             return [constants.SAFETENSORS_SINGLE_FILE]
         pickles = sorted(name for name in files if name.endswith(PICKLE_SUFFIXES))
@@ -298,15 +322,15 @@ class HubSource:
                 "or pick a revision that has model.safetensors",
                 reference=self.reference,
             )
-        raise HubError(
+        raise IngredientNotFoundError(
             f"{self.reference} has no weights ({constants.SAFETENSORS_SINGLE_FILE} or "
-            f"{constants.SAFETENSORS_INDEX_FILE}): is it a model repository?",
-            self.repo_id,
+            f"{constants.SAFETENSORS_INDEX_FILE}); push them with `model.push_to_hub(...)`",
+            reference=self.reference,
         )
 
     def _repo_files(self) -> list[str]:
         """The paths of every file of the commit, from the listing the first snapshot download cached."""
-        with hub_errors(self.reference):
+        with _hub_errors(self.reference):
             try:
                 return [file.path for file in get_cached_repo_tree(self.repo_id, revision=self.revision)]
             # No cached listing: the cache was filled by another tool, or is read-only.
@@ -315,7 +339,7 @@ class HubSource:
 
     def _download(self, filenames: list[str]) -> Path:
         """Download those of `filenames` that exist in the commit (resuming partial files); the snapshot folder."""
-        with hub_errors(self.reference):
+        with _hub_errors(self.reference):
             folder = snapshot_download(
                 self.repo_id, revision=self.revision, allow_patterns=filenames, token=self._token
             )
@@ -326,7 +350,7 @@ class HubSource:
 
 
 def push_folder(
-    folder: Path,
+    folder: str | Path,
     repo_id: str,
     *,
     token: str | bool | None = None,
@@ -362,7 +386,7 @@ def push_folder(
         ```
     """
     api = HfApi(token=token)
-    with hub_errors(repo_id if revision is None else f"{repo_id}@{revision}"):
+    with _hub_errors(repo_id if revision is None else f"{repo_id}@{revision}"):
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision is not None:
             api.create_branch(repo_id, branch=revision, exist_ok=True)

@@ -13,6 +13,7 @@ from huggingface_hub import HfApi, ModelCard, constants
 from hfsoup.errors import (
     HubAuthError,
     HubUnreachableError,
+    IngredientNotFoundError,
     RepoNotFoundError,
     RevisionNotFoundError,
     UnsafeWeightsError,
@@ -159,6 +160,21 @@ def test_pickle_only_repo_is_refused(hub, tiny_base_dir):
     with pytest.raises(UnsafeWeightsError):
         source.weight_files()
     assert "pytorch_model.bin" not in hub.downloaded_files("alice/pickled")
+
+
+def test_repo_without_config_or_weights(hub, tiny_base_dir):
+    files = read_folder(tiny_base_dir)
+    hub.create_repo("alice/no-config")
+    hub.commit("alice/no-config", {k: v for k, v in files.items() if k != "config.json"})
+    hub.create_repo("alice/no-weights")
+    hub.commit("alice/no-weights", {k: v for k, v in files.items() if k != "model.safetensors"})
+
+    with pytest.raises(IngredientNotFoundError, match=r"alice/no-config has no config\.json") as err:
+        HubSource("alice/no-config").metadata_dir()
+    one_line(err)
+    with pytest.raises(IngredientNotFoundError, match="alice/no-weights has no weights") as err:
+        HubSource("alice/no-weights").tensor_infos()
+    one_line(err)
 
 
 def test_cached_pull_works_offline_without_requests(hub, tiny_repo, monkeypatch):
@@ -308,9 +324,7 @@ def test_hub_unreachable(isolated_hf_home, monkeypatch):
 
 def test_offline_with_empty_cache(hub, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(
-        HubUnreachableError, match="HF_HUB_OFFLINE is set and alice/tiny is not in the local cache"
-    ):
+    with pytest.raises(HubUnreachableError, match="HF_HUB_OFFLINE is set and alice/tiny needs the Hub"):
         HubSource("alice/tiny")
     assert hub.requests == []
 
