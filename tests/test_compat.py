@@ -274,3 +274,18 @@ def test_pairwise_geometry_matches_a_direct_computation(
     assert 60 < geometry.angles[0][1] < 120  # independent noise is nearly orthogonal
     text = geometry.to_text()
     assert "Angles between updates (degrees):" in text and tiny_ingredient_dirs[2].name in text
+
+
+def test_hub_ingredients_are_checked_from_metadata_before_any_download(hub, tiny_ingredient_dirs):
+    for index, folder in enumerate(tiny_ingredient_dirs[:2]):
+        hub.add_model(f"alice/ft{index}", folder)
+    ingredients = load_ingredients(["alice/ft0", "alice/ft1"])
+
+    metadata_only = check_compatibility(ingredients, check_values=False)
+    downloaded = {f for repo in ("alice/ft0", "alice/ft1") for f in hub.downloaded_files(repo)}
+    full = check_compatibility(ingredients)
+
+    assert metadata_only.ok() and full.ok(), full.to_text()
+    assert "model.safetensors" not in downloaded
+    assert "model.safetensors" in hub.downloaded_files("alice/ft0")
+    assert any("backbones are close" in note for note in full.notes)
