@@ -134,7 +134,9 @@ class EmaTrainerCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if self.ema.is_sharded or state.is_world_process_zero:
-            self.ema.save(checkpoint / self._file_name())
+            path = checkpoint / self._file_name()
+            self.ema.save(path)
+            logger.info("Saved the EMA state of step %d to %s.", state.global_step, path)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self._trainer is not None:
