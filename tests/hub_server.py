@@ -157,7 +157,7 @@ class HubServer:
         """An empty repo whose `main` holds one commit with a `.gitattributes`, as on the Hub."""
         with self.lock:
             repo = self.repos[repo_id] = Repo(repo_id, private=private, gated=gated)
-            self.commit(repo_id, {".gitattributes": GITATTRIBUTES}, message="initial commit", replace=True)
+            self.commit(repo_id, {".gitattributes": GITATTRIBUTES}, message="initial commit")
             return repo
 
     def commit(
@@ -168,19 +168,13 @@ class HubServer:
         branch: str = "main",
         message: str = "Upload files",
         deleted: tuple[str, ...] = (),
-        replace: bool = False,
         author: str | None = None,
     ) -> str:
-        """Commit `files` (added or overwritten) and `deleted` paths or folders on `branch`; returns the sha.
-
-        With `replace=True` the new snapshot holds only `files` (and `.gitattributes` if it was there).
-        """
+        """Commit `files` (added or overwritten) and `deleted` paths or folders on `branch`; returns the sha."""
         with self.lock:
             repo = self.repos[repo_id]
             parent = repo.commits.get(repo.branches.get(branch, ""))
             snapshot = {} if parent is None else dict(parent.files)
-            if replace:
-                snapshot = {k: v for k, v in snapshot.items() if k == ".gitattributes"}
             for path in deleted:
                 snapshot = {
                     k: v
@@ -228,7 +222,7 @@ class HubServer:
     def downloaded_files(self, repo_id: str) -> set[str]:
         """Paths of `repo_id` whose content was served by a GET, whole or from an offset (a resumed download).
 
-        A `Range` GET that starts at byte 0 and ends, like the reading of a safetensors header, is not counted.
+        A GET of a closed range from byte 0 (`bytes=0-N`, how a safetensors header is read) is not counted.
         """
         served = set()
         for r in self.file_requests(repo_id):
