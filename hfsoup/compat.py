@@ -136,7 +136,9 @@ def _grouped(values: Sequence[object], names: Sequence[str]) -> str | None:
     return " vs ".join(f"{value} ({', '.join(members)})" for value, members in groups.items())
 
 
-def _check_config(models: list[Ingredient], names: list[str], report: CompatReport, skip=frozenset()) -> None:
+def _check_config(
+    models: list[Ingredient], names: list[str], report: CompatReport, skip: frozenset[str] = frozenset()
+) -> None:
     dicts = [model.config.to_dict() for model in models]
     for key in ("model_type", "architectures"):
         values = [d.get(key) for d in dicts if d.get(key) is not None]
@@ -302,17 +304,19 @@ def _check_base(ingredients: list[Ingredient], base: Ingredient, report: CompatR
             f"{name} lacks {len(missing)} backbone tensor(s) of the ingredients (e.g. {body[missing[0]]}); "
             "they are left out of distances to the base."
         )
-    for key, stored in body.items():
-        if key in base.body_tensor_names:
-            shapes = [
-                ingredients[0].tensor_infos[stored].shape,
-                base.tensor_infos[base.body_tensor_names[key]].shape,
-            ]
-            if shapes[0] != shapes[1]:
-                report.errors.append(
-                    f"{name} has {key} of shape {list(shapes[1])}, the ingredients {list(shapes[0])}."
-                )
-                break
+    first = ingredients[0]
+    mismatched = [
+        (key, first.tensor_infos[stored].shape, base.tensor_infos[base.body_tensor_names[key]].shape)
+        for key, stored in body.items()
+        if key in base.body_tensor_names
+        and first.tensor_infos[stored].shape != base.tensor_infos[base.body_tensor_names[key]].shape
+    ]
+    if mismatched:
+        key, ours, theirs = mismatched[0]
+        report.errors.append(
+            f"{name} differs in shape in {len(mismatched)} backbone tensor(s), e.g. {key}: {list(theirs)} "
+            f"in the base vs {list(ours)} in the ingredients; give the model they were fine-tuned from."
+        )
 
 
 def _zip_tensors(
@@ -376,8 +380,9 @@ def _check_values(ingredients: list[Ingredient], base: Ingredient | None, report
                 broken[ingredient.name].append(problem)
         if name in matrices:
             _accumulate(gram, row if base is None else [*row, next(base_stream)[1]])
+    checked = set(common)
     for ingredient in ingredients:
-        extra = [n for n in ingredient.tensor_infos if n not in set(common)]
+        extra = [n for n in ingredient.tensor_infos if n not in checked]
         broken[ingredient.name] += [p for n, t in ingredient.tensors(extra) if (p := _nonfinite(n, t))]
     for name, problems in broken.items():
         if problems:
