@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import struct
@@ -291,3 +292,24 @@ def test_hub_ingredients_are_checked_from_metadata_before_any_download(hub, tiny
     assert "model.safetensors" not in downloaded
     assert "model.safetensors" in hub.downloaded_files("alice/ft0")
     assert any("backbones are close" in note for note in full.notes)
+
+
+def test_config_origin_and_card_must_both_disagree_to_warn(tmp_path, tiny_ingredient_dirs):
+    def declared(index: int, origin: str, card: str | None) -> str:
+        folder = tmp_path / f"origin{index}"
+        shutil.copytree(tiny_ingredient_dirs[index], folder)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "_name_or_path": origin}))
+        if card:
+            (folder / "README.md").write_text(f"---\nbase_model: {card}\n---\n")
+        return str(folder)
+
+    bert = declared(0, "bert-base-uncased", None)
+    roberta = declared(1, "FacebookAI/roberta-base", None)
+    agreeing_card = declared(2, "/home/me/runs/checkpoint-500", "bert-base-uncased")
+
+    differ = check_compatibility(load_ingredients([bert, roberta]), check_values=False)
+    agree = check_compatibility(load_ingredients([bert, agreeing_card]), check_values=False)
+
+    assert len(differ.warnings) == 1 and "FacebookAI/roberta-base" in differ.warnings[0]
+    assert agree.warnings == []
