@@ -22,6 +22,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .errors import RecipeError
 from .hub import is_repo_reference
 from .result import BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult, Scores
+from .soup import SOUPS_PAPER
 from .tasks import HALVES, get_task
 
 __all__ = ["SOUP_FORMAT", "build_card", "load_soup_yaml", "soup_yaml", "write_card_files"]
@@ -29,7 +30,6 @@ __all__ = ["SOUP_FORMAT", "build_card", "load_soup_yaml", "soup_yaml", "write_ca
 logger = logging.getLogger(__name__)
 
 SOUP_FORMAT = "hfsoup-soup/1"
-SOUPS_PAPER = "https://arxiv.org/abs/2203.05482"
 HUB_URL = "https://huggingface.co"
 SCORE = "score"  # the leaderboard score `Scorer` adds to each metric output
 # Example inputs of the card's usage snippet, for tasks of one and of two text columns.
