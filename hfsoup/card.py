@@ -57,11 +57,8 @@ def _rounded(scores: Scores) -> Scores:
 
 
 def _splits(result: MergeResult) -> list[str]:
-    """Every scored split role, in the order of `result.splits` (selection first), then any other."""
-    seen = [role for scores in result.candidates.values() for role in scores]
-    seen += [role for record in result.ingredients for role in record.scores]
-    order = list(result.splits)
-    return sorted(dict.fromkeys(seen), key=lambda role: order.index(role) if role in order else len(order))
+    """Every scored split role, in the order scored: `selection` first, then the report split(s)."""
+    return list(result.candidates[SOUP])
 
 
 def _report_roles(result: MergeResult) -> list[str]:
@@ -71,9 +68,7 @@ def _report_roles(result: MergeResult) -> list[str]:
 
 def _metric_keys(result: MergeResult, split: str) -> list[str]:
     """The metrics shown for a split: the leaderboard score first (unless it is one metric), then the others."""
-    rows = [*result.candidates.values(), *(record.scores for record in result.ingredients)]
-    keys = [key for row in rows for key in row.get(split, {}) if key != SCORE]
-    keys = list(dict.fromkeys(keys))
+    keys = [key for key in result.candidates[SOUP].get(split, {}) if key != SCORE]
     return keys if result.score_key in keys else [SCORE, *keys]
 
 
