@@ -274,6 +274,7 @@ def load_split(task: Task, split: str, *, dataset: str | None = None, seed: int 
 
 
 def _read(task: Task, source: str, split: str) -> datasets.Dataset:
+    """Read `split` (in the `datasets` syntax) of a data file, a local folder or a Hub dataset."""
     path = Path(source)
     if path.is_file():
         if path.suffix not in DATA_FILE_BUILDERS:
