@@ -98,3 +98,28 @@ def hub(hub_server, isolated_hf_home, monkeypatch):
     hub_server.reset()
     point_client_at(hub_server.url, monkeypatch, isolated_hf_home)
     return hub_server
+
+
+@pytest.fixture(scope="session")
+def tiny_stsb_dirs(tmp_path_factory, tiny_base_dir, glue_hub_dir) -> list[str]:
+    """Four real tiny STS-B fine-tunes of the tiny base: the raw and EMA weights of two short training runs.
+
+    STS-B, a regression, because its correlation scores differ between even barely trained tiny models,
+    where classifiers this small all predict the majority class and tie.
+    """
+    from hfsoup.finetune import finetune_ingredients
+    from hfsoup.recipe import FinetuneRecipe
+    from hfsoup.tasks import get_task
+
+    recipe = FinetuneRecipe(
+        base=str(tiny_base_dir),
+        runs=[{"seed": 1}, {"seed": 2, "learning_rate": 3e-3}],
+        train_split="train[:640]",
+        max_steps=20,
+        batch_size=32,
+        max_length=64,
+        ema_decay=0.8,
+        learning_rate=3e-3,
+    )
+    work_dir = tmp_path_factory.mktemp("tiny_stsb")
+    return finetune_ingredients(recipe, get_task("stsb"), dataset=str(glue_hub_dir), work_dir=work_dir)

@@ -13,7 +13,9 @@ def test_ema_decay_without_warmup_is_constant():
 def test_ema_decay_warmup_follows_the_formula_and_clamps():
     for t in (0, 1, 5, 50, 10_000):
         expected = min(0.999, max(0.1, 1 - (1 + t / 2.0) ** -0.75))
-        assert ema_decay(t, 0.999, warmup_gamma=2.0, warmup_power=0.75, min_decay=0.1) == pytest.approx(expected)
+        assert ema_decay(t, 0.999, warmup_gamma=2.0, warmup_power=0.75, min_decay=0.1) == pytest.approx(
+            expected
+        )
     assert ema_decay(0, 0.999) == 0.0
     assert ema_decay(10**9, 0.999) == 0.999
 

@@ -1,0 +1,234 @@
+"""The `hfsoup` command: parse, validate, run, print. The only place that prints or exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from huggingface_hub.utils import disable_progress_bars
+
+from .errors import HfSoupError, HubError, IncompatibleIngredientsError, RecipeError
+from .result import BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult
+
+EXIT_USER_ERROR = 1
+
+
+def _merge_parser(sub) -> None:
+    merge = sub.add_parser("merge", help="check, score and soup fine-tuned models; write or push the soup")
+    merge.add_argument(
+        "models", nargs="*", help="ingredients: model folders, user/name or user/name@revision"
+    )
+    merge.add_argument("--task", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli")
+    merge.add_argument("--method", help="soup method: greedy (default), uniform or weighted")
+    merge.add_argument(
+        "--weights", type=float, nargs="+", help="one weight per model, with --method weighted"
+    )
+    merge.add_argument("--dataset", help="Hub dataset id, local folder or data file (default nyu-mll/glue)")
+    merge.add_argument(
+        "--selection-split", help="split the soup is chosen on (default: a seeded half of validation)"
+    )
+    merge.add_argument("--report-split", help="split the soup is reported on (default: the other half)")
+    merge.add_argument("--seed", type=int, help="seed of the default validation halves (default 0)")
+    merge.add_argument("--metric", help="another evaluate metric, by name or path")
+    merge.add_argument(
+        "--metric-key", help="the metric key selection maximizes (default: the GLUE leaderboard's)"
+    )
+    merge.add_argument("--base", help="the common base model, for the compatibility report")
+    merge.add_argument("--batch-size", type=int, help="scoring batch size (default 64)")
+    merge.add_argument("--max-length", type=int, help="longest tokenized input (default 128)")
+    merge.add_argument("--recipe", help="a recipe YAML or a soup.yaml to replay; flags given override it")
+    merge.add_argument("--output-dir", help="where to write the soup folder")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
+    _hub_flags(merge, push_flag=True)
+
+
+def _hub_flags(parser, *, push_flag: bool) -> None:
+    if push_flag:
+        parser.add_argument("--push-to-hub", metavar="REPO", help="push the soup to this Hub repository")
+    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
+    parser.add_argument("--revision", help="the branch to push to (created if missing)")
+    parser.add_argument("--commit-message", help="the commit message of the push")
+    parser.add_argument("--token", help="a Hub token (default: HF_TOKEN or the saved login)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hfsoup", description="Weight averaging for Hugging Face models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and full tracebacks")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="warnings and results only, no progress bars"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _merge_parser(sub)
+    inspect = sub.add_parser("inspect", help="report whether models can be averaged, without averaging")
+    inspect.add_argument("models", nargs="+", help="model folders, user/name or user/name@revision")
+    inspect.add_argument("--base", help="the common base: adds distances and angles between the updates")
+    inspect.add_argument(
+        "--metadata-only", action="store_true", help="read no weights (skip NaN and distance checks)"
+    )
+    inspect.add_argument("--token", help="a Hub token")
+    push = sub.add_parser("push", help="push a finished soup folder to the Hub in one commit")
+    push.add_argument("output_dir", help="the soup folder written by `hfsoup merge`")
+    push.add_argument("repo_id", help="the Hub repository, user/name")
+    _hub_flags(push, push_flag=False)
+    return parser
+
+
+RECIPE_FLAGS = {
+    "task": "task",
+    "method": "method",
+    "weights": "weights",
+    "dataset": "dataset",
+    "selection_split": "selection_split",
+    "report_split": "report_split",
+    "seed": "seed",
+    "metric": "metric",
+    "metric_key": "metric_key",
+    "base": "base",
+    "batch_size": "batch_size",
+    "max_length": "max_length",
+}
+
+
+def _recipe(args):
+    from .recipe import MergeRecipe, load_recipe
+
+    flags = {field: getattr(args, flag) for flag, field in RECIPE_FLAGS.items()}
+    if args.models:
+        flags["models"] = args.models
+    if args.recipe:
+        return load_recipe(args.recipe, **flags)
+    if not args.task:
+        raise RecipeError("--task is required (e.g. --task mrpc), unless --recipe gives it.")
+    return MergeRecipe(**{key: value for key, value in flags.items() if value is not None})
+
+
+def _merge(args) -> None:
+    from .pipeline import run_merge
+
+    recipe = _recipe(args)
+    output = args.output_dir
+    if output is None and args.push_to_hub:
+        output = Path(tempfile.mkdtemp(prefix="hfsoup-")) / "soup"
+    merge = run_merge(
+        recipe,
+        output_dir=output,
+        overwrite=args.overwrite,
+        token=args.token,
+        command=args.command_line,
+        progress=not args.quiet,
+    )
+    print(format_scores(merge.result))
+    if merge.output_dir is None:
+        print("No --output-dir given: nothing was written.")
+        return
+    print(f"Soup written to {merge.output_dir}")
+    if args.push_to_hub:
+        _push(merge.output_dir, args.push_to_hub, args)
+
+
+def _push(folder, repo_id: str, args) -> None:
+    from .hub import push_folder
+
+    try:
+        url = push_folder(
+            folder,
+            repo_id,
+            token=args.token,
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message,
+        )
+    except HubError as error:
+        raise HubError(
+            f"{error} The soup is complete in {folder}: retry with `hfsoup push {folder} {repo_id}`.",
+            repo_id=repo_id,
+        ) from error
+    print(f"Pushed to {repo_id}: {url}")
+
+
+def _inspect(args) -> None:
+    from .compat import check_compatibility, pairwise_geometry
+    from .ingredients import load_ingredient, load_ingredients
+
+    ingredients = load_ingredients(args.models, token=args.token)
+    base = load_ingredient(args.base, token=args.token) if args.base else None
+    report = check_compatibility(ingredients, base=base, check_values=not args.metadata_only)
+    print(report.to_text())
+    if base is not None and report.ok() and not args.metadata_only:
+        print()
+        print(pairwise_geometry(ingredients, base).to_text())
+    if not report.ok():
+        raise IncompatibleIngredientsError(report.summary(), report=report)
+
+
+def format_scores(result: MergeResult) -> str:
+    """The final table: every ingredient and candidate, with its score on each split."""
+    roles = list(result.splits)
+    rows = [(f"{'*' if r.selected else ' '} {r.name}", r.scores) for r in result.ingredients]
+    labels = {
+        BEST: "best ingredient",
+        UNIFORM: "uniform soup",
+        ENSEMBLE: "logit ensemble",
+        SOUP: f"{result.method} soup",
+    }
+    rows += [(f"  {labels[key]}", result.candidates[key]) for key in (BEST, UNIFORM, ENSEMBLE, SOUP)]
+    width = max(len(name) for name, _ in rows) + 2
+    header = "".join(f"{role:>14}" for role in roles)
+    lines = [f"Task {result.task}; score = {result.score_key}; * = in the soup", f"{'':{width}}{header}"]
+    for name, scores in rows:
+        lines.append(f"{name:{width}}" + "".join(f"{scores[role]['score']:>14.4f}" for role in roles))
+    return "\n".join(lines)
+
+
+COMMANDS = {
+    "merge": _merge,
+    "inspect": _inspect,
+    "push": lambda args: _push(args.output_dir, args.repo_id, args),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `hfsoup` command; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    args.command_line = "hfsoup " + shlex.join(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("hfsoup").setLevel(level)
+    if args.quiet:
+        disable_progress_bars()
+    try:
+        COMMANDS[args.command](args)
+    except IncompatibleIngredientsError as error:
+        if args.command == "merge" and error.report is not None:
+            print(error.report.to_text(), file=sys.stderr)
+        return _fail(error, args)
+    except HfSoupError as error:
+        return _fail(error, args)
+    except KeyboardInterrupt:
+        print("hfsoup: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.verbose:
+            raise
+        print(
+            f"hfsoup: unexpected error: {type(error).__name__}: {error} (run with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
+    return 0
+
+
+def _fail(error: HfSoupError, args) -> int:
+    if args.verbose:
+        raise error
+    print(f"hfsoup: error: {error}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

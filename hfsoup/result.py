@@ -1,0 +1,92 @@
+"""What a merge produced: every score of every candidate on every split, in plain data.
+
+The pipeline fills a [`MergeResult`]; the model card and `soup.yaml` are rendered from it and nothing else,
+so what is published is exactly what was measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Scores = dict[str, dict[str, float]]
+"""Metrics by split: `{"selection": {"accuracy": 0.84, "f1": 0.88, "score": 0.86}, "report": {...}}`."""
+
+# The rows every result reports, beside each ingredient: the chosen soup and the three references.
+SOUP, UNIFORM, BEST, ENSEMBLE = "soup", "uniform_soup", "best_ingredient", "ensemble"
+
+
+@dataclass
+class IngredientRecord:
+    """One ingredient as it went into the soup.
+
+    Args:
+        name: the display name (repo id or folder name).
+        reference: the reference as given (`user/name@v1`, `runs/seed1`).
+        repo_id: the Hub repository, or `None` for a local folder.
+        revision: the resolved commit sha of a Hub ingredient (pinned), or `None` for a local folder.
+        scores: its metrics on every split.
+        selected: whether the soup includes it.
+        weight: its weight in the soup (0 when not selected).
+    """
+
+    name: str
+    reference: str
+    repo_id: str | None
+    revision: str | None
+    scores: Scores
+    selected: bool = False
+    weight: float = 0.0
+
+    @property
+    def pinned_reference(self) -> str:
+        """A reference that names exactly these weights: `repo@sha` for the Hub, the folder otherwise."""
+        return f"{self.repo_id}@{self.revision}" if self.repo_id and self.revision else self.reference
+
+
+@dataclass
+class MergeResult:
+    """Everything a merge measured and chose.
+
+    Args:
+        task: the task name (`"mrpc"`).
+        dataset: the dataset id or path the splits came from.
+        splits: split role -> split spec, e.g. `{"selection": "selection", "report": "report"}`; the
+            default `selection`/`report` are the seeded halves of the validation split.
+        metric: the `evaluate` metric used.
+        score_key: what the selection score is (`"mean of f1 and accuracy"`).
+        method: the soup method's registry name.
+        method_paper: the method's paper link.
+        method_description: one line on what the method does.
+        ingredients: every ingredient with its scores, in the order given.
+        order_added: indices of the selected ingredients in the order the soup took them.
+        log: one line per soup step (every greedy accept and reject).
+        candidates: scores of `soup`, `uniform_soup`, `best_ingredient` and `ensemble` on every split.
+        best_ingredient: index of the ingredient with the best selection score.
+        compatibility: the compatibility report's warnings and notes.
+        command: the exact command that reproduces the result.
+        recipe: the recipe as a plain dict (what `soup.yaml` replays).
+        seed: the seed of the default split halves.
+    """
+
+    task: str
+    dataset: str
+    splits: dict[str, str]
+    metric: str
+    score_key: str
+    method: str
+    method_paper: str
+    method_description: str
+    ingredients: list[IngredientRecord]
+    order_added: list[int]
+    log: list[str]
+    candidates: dict[str, Scores]
+    best_ingredient: int
+    compatibility: list[str] = field(default_factory=list)
+    command: str = ""
+    recipe: dict = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def selected(self) -> list[IngredientRecord]:
+        """The selected ingredients, in the order the soup took them."""
+        return [self.ingredients[index] for index in self.order_added]
