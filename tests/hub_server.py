@@ -108,7 +108,7 @@ class LoggedRequest:
     method: str
     path: str  # percent-decoded, without the query string
     range: str | None
-    authenticated: bool
+    authenticated: bool  # a token was sent
     status: int
 
 
@@ -256,20 +256,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
+        self.logged_path = unquote(url.path)
         self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         length = int(self.headers.get("Content-Length") or 0)
         self.body = self.rfile.read(length) if length else b""
-        self.status = 500
-        self.user = None
-        parts = [unquote(p) for p in url.path.split("/")[1:]]
-        try:
-            self._route(method, parts)
-        finally:
-            self.hub.requests.append(
-                LoggedRequest(
-                    method, unquote(url.path), self.headers.get("Range"), self.user is not None, self.status
-                )
-            )
+        self._route(method, [unquote(p) for p in url.path.split("/")[1:]])
 
     def _route(self, method: str, parts: list[str]) -> None:
         auth = self.headers.get("Authorization", "")
@@ -296,7 +287,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head: bool = False
     ):
-        self.status = status
+        # Logged before answering, so that a test reading the log after a call sees every request of it.
+        self.hub.requests.append(
+            LoggedRequest(
+                self.command,
+                self.logged_path,
+                self.headers.get("Range"),
+                "Authorization" in self.headers,
+                status,
+            )
+        )
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)

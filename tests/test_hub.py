@@ -254,7 +254,7 @@ def test_push_to_a_new_branch_of_a_private_repo(hub, tiny_ingredient_dirs):
     assert "model.safetensors" not in repo.resolve("main").files
     assert HubSource("alice/soup", "v2", token=HubServer.ALICE).revision == url.oid
     # Pushing again to the existing repo and branch adds one commit on top.
-    (again := push_folder(tiny_ingredient_dirs[1], "alice/soup", token=HubServer.ALICE, revision="v2"))
+    again = push_folder(tiny_ingredient_dirs[1], "alice/soup", token=HubServer.ALICE, revision="v2")
     assert repo.commits[again.oid].parent == url.oid
 
 
