@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -57,7 +58,9 @@ class EmaTrainerCallback(TrainerCallback):
       fresh EMA of the resumed weights.
     - When training ends the model holds the EMA weights (of the best checkpoint with
       `load_best_model_at_end`), so `trainer.save_model()` and `trainer.push_to_hub()` publish them; with
-      `load_ema_at_end=False` it keeps the raw weights.
+      `load_ema_at_end=False` it keeps the raw weights. `save_raw_to=DIR` first saves the raw weights (and
+      the tokenizer) as a model folder, to publish next to the EMA, e.g. as a branch of the same Hub repo
+      (`hfsoup push DIR user/model --revision raw`), so `user/model@raw` can join a soup.
     - Under DDP every rank keeps an identical EMA and only the main process writes it. Under FSDP2 each rank
       keeps and saves the EMA of its own shard (see [`ModelEma`] for ZeRO-3).
 
@@ -70,6 +73,7 @@ class EmaTrainerCallback(TrainerCallback):
         warmup: ramp the decay up from 0 as timm's ModelEmaV3 does (`warmup=False` for a constant decay).
         report_raw_metrics: also evaluate the raw weights at each evaluation, as `eval_raw_...` metrics.
         load_ema_at_end: leave the EMA weights in the model when training ends.
+        save_raw_to: a folder to save the raw weights (and tokenizer) to when training ends.
         **ema_kwargs: the other [`ModelEma`] settings.
 
     Raises:
@@ -93,6 +97,7 @@ class EmaTrainerCallback(TrainerCallback):
         warmup: bool = True,
         report_raw_metrics: bool = False,
         load_ema_at_end: bool = True,
+        save_raw_to: str | os.PathLike | None = None,
         warmup_gamma: float = 1.0,
         warmup_power: float = 2 / 3,
         min_decay: float = 0.0,
@@ -116,6 +121,7 @@ class EmaTrainerCallback(TrainerCallback):
         ModelEma(torch.nn.Linear(1, 1), **self.ema_kwargs)
         self.report_raw_metrics = report_raw_metrics
         self.load_ema_at_end = load_ema_at_end
+        self.save_raw_to = save_raw_to
         self.ema: ModelEma | None = None
         self._trainer: Trainer | None = None
 
@@ -138,10 +144,15 @@ class EmaTrainerCallback(TrainerCallback):
             self.ema.save(path)
             logger.info("Saved the EMA state of step %d to %s.", state.global_step, path)
 
-    def on_train_end(self, args, state, control, model=None, **kwargs):
+    def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
         if self._trainer is not None:
             self._trainer.__dict__.pop("evaluate", None)  # back to the class's own evaluate
             self._trainer = None
+        if self.save_raw_to is not None and state.is_world_process_zero:
+            model.save_pretrained(self.save_raw_to)
+            if processing_class is not None:
+                processing_class.save_pretrained(self.save_raw_to)
+            logger.info("Saved the raw weights to %s.", self.save_raw_to)
         if not self.load_ema_at_end:
             return
         best = state.best_model_checkpoint

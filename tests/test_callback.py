@@ -242,3 +242,15 @@ def test_checkpoint_without_ema_state_warns_and_starts_fresh(tmp_path, caplog):
 def test_bad_settings_fail_at_construction(kwargs):
     with pytest.raises(InvalidSettingError):
         EmaTrainerCallback(**kwargs)
+
+
+def test_save_raw_to_keeps_the_raw_weights_beside_the_ema(tmp_path):
+    model, recorder = tiny_bert(seed=0), Recorder()
+    callback = EmaTrainerCallback(decay=0.8, save_raw_to=tmp_path / "raw")
+    make_trainer(make_args(tmp_path / "run"), [callback, recorder], model=model).train()
+    raw = load_file(tmp_path / "raw" / "model.safetensors")
+    torch.testing.assert_close(
+        raw["classifier.weight"], recorder.weights[12]["classifier.weight"], rtol=0, atol=0
+    )
+    torch.testing.assert_close(model.classifier.weight.detach(), callback.ema.shadow["classifier.weight"])
+    assert not torch.equal(raw["classifier.weight"], model.classifier.weight.detach())
