@@ -254,3 +254,19 @@ def test_save_raw_to_keeps_the_raw_weights_beside_the_ema(tmp_path):
     )
     torch.testing.assert_close(model.classifier.weight.detach(), callback.ema.shadow["classifier.weight"])
     assert not torch.equal(raw["classifier.weight"], model.classifier.weight.detach())
+
+
+@pytest.mark.slow
+def test_minilm_ema_follows_the_recurrence(tmp_path, minilm_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=2)
+    ids = np.random.default_rng(0).integers(1000, 20000, size=(64, 32))
+    data = Dataset.from_dict({"input_ids": ids.tolist(), "labels": (ids[:, 0] % 2).tolist()})
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    callback, recorder = EmaTrainerCallback(decay=0.9, load_ema_at_end=False), Recorder()
+    args = make_args(tmp_path, max_steps=4, learning_rate=1e-4)
+    Trainer(model=model, args=args, train_dataset=data, callbacks=[callback, recorder]).train()
+    expected = float64_ema(recorder, start, 0.9, warmup=True)
+    for name, value in expected.items():
+        torch.testing.assert_close(callback.ema.shadow[name].double(), value, rtol=1e-5, atol=1e-6)
