@@ -2,7 +2,7 @@
 
 from .callback import EmaTrainerCallback
 from .card import build_card, load_soup_yaml, soup_yaml, write_card_files
-from .compat import CompatReport, Geometry, check_compatibility, ensure_compatible, pairwise_geometry
+from .compat import CompatReport, check_compatibility, ensure_compatible
 from .ema import EmaSettings, ModelEma
 from .errors import (
     DatasetError,
@@ -20,6 +20,7 @@ from .errors import (
     UnknownNameError,
     UnsafeWeightsError,
 )
+from .geometry import Geometry, pairwise_geometry
 from .ingredients import (
     Ingredient,
     IngredientSource,

@@ -152,7 +152,8 @@ def _push(folder, repo_id: str, args) -> None:
 
 
 def _inspect(args) -> None:
-    from .compat import check_compatibility, pairwise_geometry
+    from .compat import check_compatibility
+    from .geometry import pairwise_geometry
     from .ingredients import load_ingredient, load_ingredients
 
     ingredients = load_ingredients(args.models, token=args.token)

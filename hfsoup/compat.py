@@ -12,7 +12,7 @@
 
 Metadata checks read configs, tokenizers and safetensors headers only. Value checks stream the weights
 tensor-name-major (tensor `k` of every ingredient, then `k + 1`), so each file is read once and at most one
-tensor per ingredient is in memory. [`pairwise_geometry`] measures the ingredients' updates around a base.
+tensor per ingredient is in memory.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -29,15 +29,14 @@ from huggingface_hub.repocard import metadata_load
 from huggingface_hub.utils import tqdm
 
 from .errors import IncompatibleIngredientsError, InvalidSettingError
+from .geometry import accumulate_gram, gram_distance, zip_tensors
 from .ingredients import Ingredient
 
 __all__ = [
     "COMMON_BASE_MAX_DISTANCE",
     "CompatReport",
-    "Geometry",
     "check_compatibility",
     "ensure_compatible",
-    "pairwise_geometry",
 ]
 
 logger = logging.getLogger(__name__)
@@ -319,26 +318,6 @@ def _check_base(ingredients: list[Ingredient], base: Ingredient, report: CompatR
         )
 
 
-def _zip_tensors(
-    models: Sequence[Ingredient], names: Sequence[Sequence[str]]
-) -> Iterator[list[torch.Tensor]]:
-    """Tensor `k` of every model, then `k + 1`: each model's files are opened once, one tensor each in memory."""
-    for row in zip(*(model.tensors(own) for model, own in zip(models, names, strict=True)), strict=True):
-        yield [tensor for _, tensor in row]
-
-
-def _accumulate(gram: torch.Tensor, tensors: Sequence[torch.Tensor]) -> None:
-    vectors = [tensor.reshape(-1).to(torch.float64) for tensor in tensors]
-    for i, vi in enumerate(vectors):
-        for j in range(i, len(vectors)):
-            gram[i, j] += vi @ vectors[j]
-            gram[j, i] = gram[i, j]
-
-
-def _distance(gram: torch.Tensor, i: int, j: int) -> float:
-    return math.sqrt(max(float(gram[i, i] + gram[j, j] - 2 * gram[i, j]), 0.0))
-
-
 def _nonfinite(name: str, tensor: torch.Tensor) -> str | None:
     if not tensor.is_floating_point() or torch.isfinite(tensor).all():
         return None
@@ -371,7 +350,7 @@ def _check_values(ingredients: list[Ingredient], base: Ingredient | None, report
     base_stream = (
         base.tensors([base_of[n] for n in common if n in matrices]) if base is not None else iter(())
     )
-    rows = _zip_tensors(ingredients, [common] * len(ingredients))
+    rows = zip_tensors(ingredients, [common] * len(ingredients))
     for name, row in zip(
         common, tqdm(rows, total=len(common), desc="Checking weights", unit="tensor"), strict=True
     ):
@@ -379,7 +358,7 @@ def _check_values(ingredients: list[Ingredient], base: Ingredient | None, report
             if problem := _nonfinite(name, tensor):
                 broken[ingredient.name].append(problem)
         if name in matrices:
-            _accumulate(gram, row if base is None else [*row, next(base_stream)[1]])
+            accumulate_gram(gram, row if base is None else [*row, next(base_stream)[1]])
     checked = set(common)
     for ingredient in ingredients:
         extra = [n for n in ingredient.tensor_infos if n not in checked]
@@ -396,7 +375,7 @@ def _check_values(ingredients: list[Ingredient], base: Ingredient | None, report
     for i in range(len(labels)):
         for j in range(i + 1, len(labels)):
             scale = (math.sqrt(gram[i, i]) + math.sqrt(gram[j, j])) / 2
-            pairs.append((_distance(gram, i, j) / scale if scale > 0 else 0.0, labels[i], labels[j]))
+            pairs.append((gram_distance(gram, i, j) / scale if scale > 0 else 0.0, labels[i], labels[j]))
     far = sorted((pair for pair in pairs if pair[0] > COMMON_BASE_MAX_DISTANCE), reverse=True)
     if far:
         listing = ", ".join(f"{a}–{b} {distance:.2f}" for distance, a, b in far[:5])
@@ -490,130 +469,3 @@ def ensure_compatible(
     if not report.ok():
         raise IncompatibleIngredientsError(report.summary(), report=report)
     return report
-
-
-@dataclass
-class Geometry:
-    """Where the ingredients sit around their base, measured over the backbone (heads excluded).
-
-    Args:
-        ingredients: the ingredients' display names (rows and columns of the matrices).
-        base: the base's display name.
-        tensors: how many backbone tensors were compared.
-        parameters: how many numbers they hold.
-        base_norm: `||base||`.
-        update_norms: `||ingredient - base||` for each ingredient.
-        distances: `||a - b||` between ingredients (equal to the distance between their updates).
-        angles: the angle in degrees between updates `a - base` and `b - base`: near 90 for independent
-            fine-tuning noise, smaller when the runs moved the same way.
-    """
-
-    ingredients: list[str]
-    base: str
-    tensors: int
-    parameters: int
-    base_norm: float
-    update_norms: list[float]
-    distances: list[list[float]]
-    angles: list[list[float]]
-
-    def to_text(self) -> str:
-        """Tables of update norms, distances and angles, for the terminal."""
-        width = max(10, *(len(name) + 2 for name in self.ingredients))
-
-        def table(matrix: list[list[float]], fmt: str) -> list[str]:
-            header = " " * width + "".join(name.rjust(width) for name in self.ingredients)
-            rows = [
-                name.ljust(width) + "".join(format(v, fmt).rjust(width) for v in row)
-                for name, row in zip(self.ingredients, matrix, strict=True)
-            ]
-            return [header, *rows]
-
-        norms = [
-            f"{name.ljust(width)}{norm:{width}.4g}  ({100 * norm / self.base_norm:.2f}% of ||base||)"
-            for name, norm in zip(self.ingredients, self.update_norms, strict=True)
-        ]
-        return "\n".join(
-            [
-                f"Geometry of {len(self.ingredients)} ingredients around {self.base} "
-                f"({self.tensors} backbone tensors, {self.parameters:,} parameters; heads excluded)",
-                f"||base|| = {self.base_norm:.4g}",
-                "",
-                "Update norms ||ingredient - base||:",
-                *norms,
-                "",
-                "Distances ||a - b|| between ingredients:",
-                *table(self.distances, ".4g"),
-                "",
-                "Angles between updates (degrees):",
-                *table(self.angles, ".1f"),
-            ]
-        )
-
-
-def pairwise_geometry(ingredients: list[Ingredient], base: Ingredient) -> Geometry:
-    """Measure the ingredients' updates `ingredient - base`: norms, pairwise distances and angles.
-
-    Streams the backbone tensors the ingredients and the base share (same shape, float), one tensor per model
-    at a time, accumulating dot products in float64; classification heads are left out (the base has none).
-
-    Args:
-        ingredients: the fine-tuned models.
-        base: the model they were fine-tuned from.
-
-    Returns:
-        A [`Geometry`]; `geometry.to_text()` renders it as tables.
-
-    Raises:
-        `IncompatibleIngredientsError`: the ingredients share no backbone tensor with the base.
-
-    Example:
-        ```python
-        >>> geometry = pairwise_geometry(load_ingredients(["runs/seed1", "runs/seed2"]), load_ingredient("base"))
-        >>> geometry.angles[0][1]
-        87.3
-        ```
-    """
-    models = [*ingredients, base]
-    first = ingredients[0]
-    keys = []
-    for key, stored in first.body_tensor_names.items():
-        shape = first.tensor_infos[stored].shape
-        if first.tensor_infos[stored].is_float and all(
-            key in m.body_tensor_names and m.tensor_infos[m.body_tensor_names[key]].shape == shape
-            for m in models
-        ):
-            keys.append(key)
-    if not keys:
-        raise IncompatibleIngredientsError(
-            f"the ingredients share no backbone tensor with the base {base.name}; give the model they were "
-            "fine-tuned from as the base."
-        )
-    gram = torch.zeros(len(ingredients), len(ingredients), dtype=torch.float64)
-    base_sq = 0.0
-    names = [[m.body_tensor_names[key] for key in keys] for m in models]
-    for row in tqdm(_zip_tensors(models, names), total=len(keys), desc="Measuring updates", unit="tensor"):
-        origin = row[-1].to(torch.float64)
-        base_sq += float(origin.reshape(-1) @ origin.reshape(-1))
-        _accumulate(gram, [tensor.to(torch.float64) - origin for tensor in row[:-1]])
-    norms = [math.sqrt(gram[i, i]) for i in range(len(ingredients))]
-    count = range(len(ingredients))
-    angles = [
-        [
-            math.degrees(math.acos(max(-1.0, min(1.0, float(gram[i, j]) / (norms[i] * norms[j])))))
-            if norms[i] * norms[j] > 0
-            else float("nan")
-            for j in count
-        ]
-        for i in count
-    ]
-    return Geometry(
-        ingredients=[i.name for i in ingredients],
-        base=base.name,
-        tensors=len(keys),
-        parameters=sum(math.prod(first.tensor_infos[first.body_tensor_names[k]].shape) for k in keys),
-        base_norm=math.sqrt(base_sq),
-        update_norms=norms,
-        distances=[[_distance(gram, i, j) for j in count] for i in count],
-        angles=angles,
-    )
