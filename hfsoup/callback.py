@@ -74,7 +74,8 @@ class EmaTrainerCallback(TrainerCallback):
         report_raw_metrics: also evaluate the raw weights at each evaluation, as `eval_raw_...` metrics.
         load_ema_at_end: leave the EMA weights in the model when training ends.
         save_raw_to: a folder to save the raw weights (and tokenizer) to when training ends.
-        **ema_kwargs: the other [`ModelEma`] settings.
+        warmup_gamma, warmup_power, min_decay, start_step, update_every, device, include_buffers: the other
+            [`ModelEma`] settings, documented there.
 
     Raises:
         InvalidSettingError: at construction, if a setting is outside its allowed values.
