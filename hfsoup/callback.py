@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -12,7 +13,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .ema import ModelEma
+from .ema import EmaSettings, ModelEma
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ class EmaTrainerCallback(TrainerCallback):
         device: str | torch.device | None = None,
         include_buffers: bool = True,
     ):
-        self.ema_kwargs = dict(
+        # EmaSettings validates now, at construction, not when training starts.
+        self.settings = EmaSettings(
             decay=decay,
             warmup=warmup,
             warmup_gamma=warmup_gamma,
@@ -115,11 +117,9 @@ class EmaTrainerCallback(TrainerCallback):
             min_decay=min_decay,
             start_step=start_step,
             update_every=update_every,
-            device=device,
             include_buffers=include_buffers,
         )
-        # Validate now, not when training starts.
-        ModelEma(torch.nn.Linear(1, 1), **self.ema_kwargs)
+        self.device = device
         self.report_raw_metrics = report_raw_metrics
         self.load_ema_at_end = load_ema_at_end
         self.save_raw_to = save_raw_to
@@ -129,7 +129,7 @@ class EmaTrainerCallback(TrainerCallback):
     # -- events -------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         trainer, resume_from_checkpoint = _find_trainer(self)
-        self.ema = ModelEma(model, **self.ema_kwargs)
+        self.ema = ModelEma(model, device=self.device, **dataclasses.asdict(self.settings))
         if resume_from_checkpoint is not None:
             self._load(Path(resume_from_checkpoint), state)
         self._trainer = trainer
