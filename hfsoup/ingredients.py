@@ -424,14 +424,26 @@ def load_ingredients(references: Sequence[str], *, token: str | bool | None = No
 
     Example:
         ```python
-        >>> [i.name for i in load_ingredients(["runs/a/ckpt", "runs/b/ckpt"])]
-        ['runs/a/ckpt', 'runs/b/ckpt']
+        >>> [i.name for i in load_ingredients(["/runs/a/ckpt", "/runs/b/ckpt"])]
+        ['a/ckpt', 'b/ckpt']
         ```
     """
     ingredients = [load_ingredient(reference, token=token) for reference in references]
     names = [ingredient.name for ingredient in ingredients]
     for ingredient in ingredients:
         if names.count(ingredient.name) > 1:
-            ingredient.name = ingredient.reference
+            ingredient.name = _shortest_unique_suffix(
+                ingredient.reference, [i.reference for i in ingredients]
+            )
     logger.info("Loaded %d ingredients: %s", len(ingredients), ", ".join(i.name for i in ingredients))
     return ingredients
+
+
+def _shortest_unique_suffix(reference: str, references: list[str]) -> str:
+    """The fewest trailing path parts of `reference` that no other reference ends with (`run-1/raw`)."""
+    parts = Path(reference).parts
+    for count in range(2, len(parts) + 1):
+        suffix = Path(*parts[-count:])
+        if sum(Path(*Path(r).parts[-count:]) == suffix for r in references) == 1:
+            return suffix.as_posix()
+    return reference

@@ -264,3 +264,14 @@ def test_hub_reference_plugs_in_through_the_source_seam(hub, tiny_ingredient_dir
         assert torch.equal(a, b), name
     assert "model.safetensors" in hub.downloaded_files("alice/tiny")
     assert load_ingredient(f"alice/tiny@{sha[:7]}").revision == sha
+
+
+def test_clashing_folder_names_get_the_shortest_unique_suffix(tmp_path, tiny_ingredient_dirs):
+    import shutil
+
+    references = []
+    for run in ("run-1", "run-2"):
+        folder = tmp_path / run / "raw"
+        shutil.copytree(tiny_ingredient_dirs[0], folder)
+        references.append(str(folder))
+    assert [i.name for i in load_ingredients(references)] == ["run-1/raw", "run-2/raw"]
