@@ -338,6 +338,24 @@ def _check_individual_scores(individual_scores: Sequence[float] | None, count: i
     return [float(s) for s in individual_scores]
 
 
+def _write_candidate(
+    held: list[torch.Tensor], soup: list[torch.Tensor], values: list[torch.Tensor], weight: float
+) -> None:
+    """`held = soup + weight * (values - soup)`, computed in fp32 and written into the target's tensors.
+
+    fp32 targets are computed in place (copy, then lerp): no scratch copy of the group is allocated, which
+    saves a pass over memory and fresh pages per group and candidate. Other dtypes go through an fp32 copy
+    so the candidate is rounded once.
+    """
+    if all(tensor.dtype == torch.float32 for tensor in held):
+        torch._foreach_copy_(held, soup)
+        lerp_(held, values, weight)
+        return
+    candidate = [tensor.clone() for tensor in soup]
+    lerp_(candidate, values, weight)
+    torch._foreach_copy_(held, candidate)
+
+
 @torch.no_grad()
 def greedy_soup(
     ingredients: Sequence[SoupIngredient],
@@ -390,10 +408,7 @@ def greedy_soup(
         ingredient = ingredients[index]
         weight = 1.0 / (len(selected) + 1)
         for names, values in layout.stream(ingredient, copy_others=False):
-            candidate = [soup[name].clone() for name in names]
-            lerp_(candidate, values, weight)
-            for name, tensor in zip(names, candidate, strict=True):
-                target[name].copy_(tensor)
+            _write_candidate([target[name] for name in names], [soup[name] for name in names], values, weight)
         candidate_score = float(score())
         accepted = _rank(candidate_score) > _rank(current)
         step = SoupStep(index, ingredient.name, candidate_score, current, accepted)
