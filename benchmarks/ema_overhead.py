@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from hfsoup.callback import EmaTrainerCallback
 from hfsoup.ema import ModelEma
@@ -283,7 +283,9 @@ def bench_trainer(model: nn.Module, data, batch_size: int, steps: int, runs: int
                 clock = StepClock()
                 ema = TimedEmaCallback(decay=DECAY)
                 callbacks = [ema, clock] if with_ema else [clock]
-                Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks).train()
+                trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks)
+                trainer.remove_callback(PrinterCallback)  # it prints the final metrics to stdout
+                trainer.train()
                 step_times = [b - a for a, b in zip(clock.ends[:-1], clock.ends[1:], strict=True)]
                 if with_ema:
                     result.step_ema += step_times
