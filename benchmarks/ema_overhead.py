@@ -5,7 +5,8 @@ Two measurements, printed as Markdown tables (benchmarks/RESULTS.md holds the la
 
 1. One EMA update of a MiniLM-sized model (22.7M parameters: the real all-MiniLM-L6-v2 with a new 2-label
    head) and a BERT-base-sized one (110M: `BertConfig()`, random weights). Within each round every
-   implementation runs once, in turn, so they share the machine's load; ratios are per-round (paired) medians.
+   implementation runs once, in a shuffled order, so they share the machine's load; ratios are per-round
+   (paired) medians.
    - hfsoup `ModelEma.update` (fp32 model, fp32 shadow), and the same for a bf16 copy of the model;
    - bare `torch._foreach_lerp_` on the same tensors, without ModelEma's bookkeeping;
    - `torch._foreach_copy_` of the weights into fp32 tensors: the memory-bandwidth floor (a lerp also reads
@@ -19,7 +20,7 @@ Two measurements, printed as Markdown tables (benchmarks/RESULTS.md holds the la
    of two noisy steps is noisy.
 
 Usage:
-    python benchmarks/ema_overhead.py           # full run: both models, then 2 x 2 Trainer runs
+    python benchmarks/ema_overhead.py           # full run: both models, then 4 + 4 Trainer runs (ABBAABBA)
     python benchmarks/ema_overhead.py --quick   # smoke run: MiniLM only, few rounds and steps
 """
 
@@ -30,6 +31,7 @@ import copy
 import datetime
 import os
 import platform
+import random
 import statistics
 import tempfile
 import time
@@ -161,15 +163,22 @@ def bf16_candidate(model: nn.Module) -> Candidate:
 
 # -- timing ---------------------------------------------------------------------------------------------
 def time_round_robin(runs: list[Callable[[], None]], rounds: int, warmup: int) -> list[list[float]]:
-    """Seconds per call of each function, calling them in turn once per round, after `warmup` rounds."""
+    """Seconds per call of each function, each called once per round in a shuffled order, after `warmup` rounds.
+
+    The order changes from round to round so that no implementation always runs after the same other one
+    (which may leave its tensors in cache).
+    """
     times: list[list[float]] = [[] for _ in runs]
+    order = list(range(len(runs)))
+    shuffle = random.Random(0).shuffle
     for round_index in range(warmup + rounds):
-        for run, seconds in zip(runs, times, strict=True):
+        shuffle(order)
+        for index in order:
             start = time.perf_counter()
-            run()
+            runs[index]()
             elapsed = time.perf_counter() - start
             if round_index >= warmup:
-                seconds.append(elapsed)
+                times[index].append(elapsed)
     return times
 
 
@@ -386,13 +395,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="timed rounds of the update (default 30, quick 8)")
     parser.add_argument("--steps", type=int, help="timed Trainer steps per run (default 6, quick 2; 0 skips)")
     parser.add_argument(
-        "--runs", type=int, help="Trainer runs with and without the callback (default 2, quick 1)"
+        "--runs", type=int, help="Trainer runs with and without the callback (default 4, quick 1)"
     )
     parser.add_argument("--glue-dir", type=Path, default=GLUE_HUB, help="the nyu-mll/glue dataset folder")
     options = parser.parse_args(argv)
     rounds = options.repeats or (8 if options.quick else 30)
     steps = options.steps if options.steps is not None else (2 if options.quick else 6)
-    runs = options.runs or (1 if options.quick else 2)
+    runs = options.runs or (1 if options.quick else 4)
 
     from transformers.utils import logging as hf_logging
 
