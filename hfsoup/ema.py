@@ -77,7 +77,8 @@ def _local(tensor: torch.Tensor) -> torch.Tensor:
     return to_local() if to_local is not None else tensor
 
 
-STAGING_ELEMENTS = 1 << 20
+STAGING_ELEMENTS = 1 << 20  # elements converted at a time through the staging buffer (4 MiB of fp32)
+STAGING_MIN_ELEMENTS = 1 << 16  # smaller weights of another dtype or device are converted whole
 
 
 def _staged_lerp(pairs: list[tuple[torch.Tensor, torch.Tensor]], weight: float) -> None:
@@ -85,8 +86,9 @@ def _staged_lerp(pairs: list[tuple[torch.Tensor, torch.Tensor]], weight: float) 
 
     Converting a whole weight (bf16 to fp32, or GPU to a CPU shadow) allocates a fresh tensor at every
     update; on CPU each large allocation is new memory whose page faults made a bf16 update several times
-    slower than an fp32 one (benchmarks/ema_overhead.py). Here each weight goes through one reusable 4 MiB
-    buffer per shadow device and dtype instead, chunk by chunk, with synchronous copies.
+    slower than an fp32 one (benchmarks/ema_overhead.py). Here each large weight goes through one reusable
+    4 MiB buffer per shadow device and dtype instead, chunk by chunk, with synchronous copies; small ones
+    (under 64Ki elements: biases, norms) are cheaper to convert whole, in `ModelEma._lerp`.
     """
     buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
     for target, source in pairs:
@@ -258,11 +260,15 @@ class ModelEma:
         groups: dict[tuple[torch.device, torch.dtype], tuple[list, list]] = {}
         staged = []
         for target, source in zip(shadow, weights, strict=True):
-            if (source.dtype, source.device) != (target.dtype, target.device) and (
-                target.is_contiguous() and source.is_contiguous()
-            ):
-                staged.append((target, source))
-                continue
+            if (source.dtype, source.device) != (target.dtype, target.device):
+                if (
+                    source.numel() >= STAGING_MIN_ELEMENTS
+                    and target.is_contiguous()
+                    and source.is_contiguous()
+                ):
+                    staged.append((target, source))
+                    continue
+                source = source.to(target.device, target.dtype)  # small: a synchronous copy is cheap
             pair = groups.setdefault((target.device, target.dtype), ([], []))
             pair[0].append(target)
             pair[1].append(source)
