@@ -557,8 +557,10 @@ def main(argv: list[str] | None = None) -> None:
     print("## Merge\n")
     for line in machine():
         print(f"- {line}")
-    print(f"- load average (1, 5, 15 min): before {load_before}; after the uniform runs {load_middle}; ")
-    print(f"  after {load_average()}")
+    print(
+        f"- load average (1, 5, 15 min): before {load_before}; after the uniform runs {load_middle};\n"
+        f"  at the end {load_average()}"
+    )
     print(
         f"- {rounds} round(s) of every uniform run, {greedy_rounds} of the greedy timing; "
         f"wall time {time.perf_counter() - started:.0f} s"
