@@ -73,7 +73,7 @@ def lerp_(targets: Sequence[torch.Tensor], sources: Sequence[torch.Tensor], weig
     sources = [
         s
         if (s.dtype == ref.dtype and s.device == ref.device)
-        else s.to(ref.device, ref.dtype, non_blocking=True)
+        else s.to(ref.device, ref.dtype)
         for s in sources
     ]
     torch._foreach_lerp_(list(targets), sources, weight)
