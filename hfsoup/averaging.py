@@ -71,9 +71,7 @@ def lerp_(targets: Sequence[torch.Tensor], sources: Sequence[torch.Tensor], weig
         return
     ref = targets[0]
     sources = [
-        s
-        if (s.dtype == ref.dtype and s.device == ref.device)
-        else s.to(ref.device, ref.dtype)
+        s if (s.dtype == ref.dtype and s.device == ref.device) else s.to(ref.device, ref.dtype)
         for s in sources
     ]
     torch._foreach_lerp_(list(targets), sources, weight)
