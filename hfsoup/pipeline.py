@@ -96,8 +96,8 @@ def run_merge(
     for line in report.warnings:
         logger.warning(line)
 
-    model = _model_of(ingredients[0])
-    scorers = _scorers(recipe, task, model, ingredients[0])
+    model, tokenizer = _model_of(ingredients[0]), ingredients[0].tokenizer()
+    scorers = _scorers(recipe, task, model, tokenizer)
     result = _soup(recipe, task, ingredients, model, scorers, progress)
     result.compatibility = report.warnings + report.notes
     result.command = command
@@ -105,7 +105,7 @@ def run_merge(
         return Merge(result, None)
     with _staged(output, overwrite) as staging:
         model.save_pretrained(staging, max_shard_size=MAX_SHARD_SIZE)
-        ingredients[0].tokenizer().save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
         write_card_files(result, staging, repo_id=repo_id, name=output.name)
     logger.info("Wrote the soup to %s", output)
     return Merge(result, output)
@@ -120,9 +120,8 @@ def _model_of(first: Ingredient) -> torch.nn.Module:
     return model.eval()
 
 
-def _scorers(recipe: MergeRecipe, task: Task, model, first: Ingredient) -> dict[str, Scorer]:
+def _scorers(recipe: MergeRecipe, task: Task, model, tokenizer) -> dict[str, Scorer]:
     """One scorer per split role: `selection`, `report`, and MNLI's mismatched validation."""
-    tokenizer = first.tokenizer()
     metric = load_metric(task, recipe.metric)
     return {
         role: Scorer(
