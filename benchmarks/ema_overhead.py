@@ -44,8 +44,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from hfsoup.callback import EmaTrainerCallback
-from hfsoup.ema import ModelEma
+from hfsoup.ema import EmaTrainerCallback, ModelEma
 
 DECAY = 0.999
 GLUE_HUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue-hub"

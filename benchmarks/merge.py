@@ -272,7 +272,7 @@ def bench_uniform(
     size: str, folders: list[Path], counts: list[int], rounds: int, mergekit: Path | None, work: Path
 ) -> SizeResult:
     """Run every method on the first N folders for each N, `rounds` times, all methods in turn per round."""
-    from hfsoup.ingredients import read_tensor_infos
+    from hfsoup.sources import read_tensor_infos
 
     infos = read_tensor_infos(folders[0] / "model.safetensors").values()
     n_params = sum(torch.Size(info.shape).numel() for info in infos)

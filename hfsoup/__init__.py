@@ -1,93 +1,80 @@
-"""hfsoup: weight averaging as a first-class, Hub-native step of fine-tuning with Hugging Face."""
+"""hfsoup: weight averaging as a first-class, Hub-native step of fine-tuning with Hugging Face.
 
-from .callback import EmaTrainerCallback
-from .card import build_card, load_soup_yaml, soup_yaml, write_card_files
-from .compat import CompatReport, check_compatibility, ensure_compatible
-from .ema import EmaSettings, ModelEma
-from .errors import (
-    DatasetError,
-    HfSoupError,
-    HubAuthError,
-    HubError,
-    HubUnreachableError,
-    IncompatibleIngredientsError,
-    IngredientNotFoundError,
-    InvalidSettingError,
-    OutputExistsError,
-    RecipeError,
-    RepoNotFoundError,
-    RevisionNotFoundError,
-    UnknownNameError,
-    UnsafeWeightsError,
-)
-from .geometry import Geometry, pairwise_geometry
-from .ingredients import (
-    Ingredient,
-    IngredientSource,
-    LocalSource,
-    TensorInfo,
-    load_ingredient,
-    load_ingredients,
-)
-from .recipe import FinetuneRecipe, MergeRecipe, load_recipe
-from .result import IngredientRecord, MergeResult
-from .scoring import Scorer
-from .soup import SOUP_METHODS, SoupMethod, SoupResult, SoupStep, get_method, load_into
-from .tasks import DEFAULT_DATASET, TASKS, MeanOf, Task, get_task, load_metric, load_split
+The public API is re-exported lazily (PEP 562): `import hfsoup` imports none of torch, transformers,
+datasets or evaluate; each name loads its module on first use.
+
+Example:
+    ```python
+    >>> from hfsoup import EmaTrainerCallback, ModelEma, load_ingredients, check_compatibility
+    ```
+"""
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DEFAULT_DATASET",
-    "SOUP_METHODS",
-    "TASKS",
-    "CompatReport",
-    "DatasetError",
-    "EmaSettings",
-    "EmaTrainerCallback",
-    "FinetuneRecipe",
-    "Geometry",
-    "HfSoupError",
-    "HubAuthError",
-    "HubError",
-    "HubUnreachableError",
-    "IncompatibleIngredientsError",
-    "Ingredient",
-    "IngredientNotFoundError",
-    "IngredientRecord",
-    "IngredientSource",
-    "InvalidSettingError",
-    "LocalSource",
-    "MeanOf",
-    "MergeRecipe",
-    "MergeResult",
-    "ModelEma",
-    "OutputExistsError",
-    "RecipeError",
-    "RepoNotFoundError",
-    "RevisionNotFoundError",
-    "Scorer",
-    "SoupMethod",
-    "SoupResult",
-    "SoupStep",
-    "Task",
-    "TensorInfo",
-    "UnknownNameError",
-    "UnsafeWeightsError",
-    "__version__",
-    "build_card",
-    "check_compatibility",
-    "ensure_compatible",
-    "get_method",
-    "get_task",
-    "load_ingredient",
-    "load_ingredients",
-    "load_into",
-    "load_metric",
-    "load_recipe",
-    "load_soup_yaml",
-    "load_split",
-    "pairwise_geometry",
-    "soup_yaml",
-    "write_card_files",
-]
+_EXPORTS = {
+    # EMA
+    "EmaSettings": ".ema",
+    "EmaTrainerCallback": ".ema",
+    "ModelEma": ".ema",
+    # sources
+    "IngredientSource": ".sources",
+    "LocalSource": ".sources",
+    "TensorInfo": ".sources",
+    "model_folder": ".sources",
+    "push_folder": ".sources",
+    # soups
+    "SOUP_METHODS": ".soup",
+    "CompatReport": ".soup",
+    "Geometry": ".soup",
+    "Ingredient": ".soup",
+    "SoupMethod": ".soup",
+    "SoupResult": ".soup",
+    "SoupStep": ".soup",
+    "check_compatibility": ".soup",
+    "ensure_compatible": ".soup",
+    "get_method": ".soup",
+    "load_ingredient": ".soup",
+    "load_ingredients": ".soup",
+    "load_into": ".soup",
+    "pairwise_geometry": ".soup",
+    # evaluation
+    "DEFAULT_DATASET": ".eval",
+    "TASKS": ".eval",
+    "MeanOf": ".eval",
+    "Scorer": ".eval",
+    "Task": ".eval",
+    "get_task": ".eval",
+    "load_metric": ".eval",
+    "load_split": ".eval",
+    "register_task": ".eval",
+    # recipes, results, cards
+    "FinetuneRecipe": ".recipe",
+    "MergeRecipe": ".recipe",
+    "load_recipe": ".recipe",
+    "load_soup_yaml": ".recipe",
+    "IngredientRecord": ".result",
+    "MergeResult": ".result",
+    "build_card": ".card",
+    "soup_yaml": ".card",
+    "write_card_files": ".card",
+    # errors
+    "DatasetError": ".errors",
+    "HfSoupError": ".errors",
+    "HubAuthError": ".errors",
+    "HubError": ".errors",
+    "HubUnreachableError": ".errors",
+    "IncompatibleIngredientsError": ".errors",
+    "IngredientNotFoundError": ".errors",
+    "InvalidSettingError": ".errors",
+    "OutputExistsError": ".errors",
+    "RecipeError": ".errors",
+    "RepoNotFoundError": ".errors",
+    "RevisionNotFoundError": ".errors",
+    "UnknownNameError": ".errors",
+    "UnsafeWeightsError": ".errors",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = ["__version__", *_EXPORTS]

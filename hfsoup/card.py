@@ -1,7 +1,8 @@
 """The model card (`README.md`) and the `soup.yaml` of a merge, rendered from its [`MergeResult`] alone.
 
-The card's metadata is a `huggingface_hub.ModelCardData`: the Hub ingredients as `base_model` with
-`base_model_relation: merge`, and the soup's scores on the held-out report split(s) as `EvalResult`s, so the
+The card's metadata is a `huggingface_hub.ModelCardData`: the Hub ingredients *in the soup* as `base_model`
+with `base_model_relation: merge` (an ingredient the soup rejected is not part of it), the license the
+ingredients share, and the soup's scores on the held-out report split(s) as `EvalResult`s, so the
 Hub lists the soup under each ingredient's merges and shows its scores. The body explains what was averaged,
 how it was chosen and how it compares. `soup.yaml` holds the same facts as plain data, plus the recipe that
 `hfsoup merge --recipe soup.yaml` replays.
@@ -19,17 +20,15 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .errors import RecipeError
-from .hub import is_repo_reference
-from .result import BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult, Scores
-from .soup import SOUPS_PAPER
-from .tasks import HALVES, get_task
+from .eval.tasks import HALVES, get_task
+from .result import BEST, ENSEMBLE, SOUP, SOUP_FORMAT, UNIFORM, MergeResult, Scores
+from .soup.methods.base import SOUPS_PAPER
+from .sources.reference import is_repo_reference
 
-__all__ = ["SOUP_FORMAT", "build_card", "load_soup_yaml", "soup_yaml", "write_card_files"]
+__all__ = ["build_card", "soup_yaml", "write_card_files"]
 
 logger = logging.getLogger(__name__)
 
-SOUP_FORMAT = "hfsoup-soup/1"
 HUB_URL = "https://huggingface.co"
 SCORE = "score"  # the leaderboard score `Scorer` adds to each metric output
 # Example inputs of the card's usage snippet, for tasks of one and of two text columns.
@@ -81,9 +80,13 @@ def _dataset_split(result: MergeResult, role: str) -> tuple[str, str]:
     return split, f"{spec} half of {split}"
 
 
+def _dataset_name(result: MergeResult) -> str:
+    """The dataset as a reader knows it: a Hub id, or a local folder's or file's name (never a local path)."""
+    return result.dataset if is_repo_reference(result.dataset) else Path(result.dataset).name
+
+
 def _eval_results(result: MergeResult) -> list[EvalResult]:
     """The soup's metrics on every report split (each split other than the selection split)."""
-    hub_dataset = is_repo_reference(result.dataset)
     config = None if Path(result.dataset).is_file() else result.task
     entries = []
     for role in _report_roles(result):
@@ -97,8 +100,8 @@ def _eval_results(result: MergeResult) -> list[EvalResult]:
                 EvalResult(
                     task_type="text-classification",
                     task_name="Text Classification",
-                    dataset_type=result.dataset if hub_dataset else Path(result.dataset).name,
-                    dataset_name=f"{result.dataset} ({result.task}, {description})",
+                    dataset_type=_dataset_name(result),
+                    dataset_name=f"{_dataset_name(result)} ({result.task}, {description})",
                     dataset_config=config,
                     dataset_split=split,
                     metric_type=key,
@@ -116,7 +119,7 @@ weights of models fine-tuned from the same pre-trained model, instead of averagi
 as fast as a single model ([Wortsman et al. 2022, *Model soups*]({soups_paper})).
 
 Method: **{method}** ([paper]({method_paper})). {method_description}
-
+{base}
 ## Results
 
 `score` is the task's leaderboard score: {score_key}. The soup was chosen on the selection split only; the other
@@ -166,6 +169,9 @@ half has no name of its own on the Hub.
 """
 _LOCAL = """
 Local-folder ingredients are not Hub repositories, so the `base_model` metadata leaves them out: {local}.
+"""
+_BASE = """
+The ingredients were fine-tuned from [{base}]({hub}/{base}).
 """
 _LOG = """
 ## Soup log
@@ -224,7 +230,7 @@ def _body(result: MergeResult, name: str) -> str:
     notes = _LOCAL.format(local=", ".join(local)) if local else ""
     notes += _LOG.format(log="\n".join(result.log)) if result.log else ""
     halves = _HALVES.format(
-        split=task.eval_splits[0], dataset=result.dataset, task=result.task, seed=result.seed
+        split=task.eval_splits[0], dataset=_dataset_name(result), task=result.task, seed=result.seed
     )
     output = (
         "one similarity score per input"
@@ -239,6 +245,7 @@ def _body(result: MergeResult, name: str) -> str:
         method=result.method,
         method_paper=result.method_paper,
         method_description=result.method_description,
+        base=_BASE.format(base=result.base_model, hub=HUB_URL) if result.base_model else "",
         score_key=result.score_key,
         comparison=_table(["Model", *header], comparison),
         ingredients=_table(["#", "Ingredient", "Revision", *header, "In soup", "Weight"], ingredients),
@@ -271,10 +278,13 @@ def build_card(result: MergeResult, *, repo_id: str | None = None, name: str | N
         ```
     """
     model_name = repo_id or name or f"{result.task}-{result.method}-soup"
-    base_models = list(dict.fromkeys(record.repo_id for record in result.ingredients if record.repo_id))
+    merged = list(dict.fromkeys(record.repo_id for record in result.selected if record.repo_id))
+    # A soup of local fine-tunes of a known Hub base is, to the Hub, a fine-tune of that base.
+    base_models, relation = (merged, "merge") if merged else ([result.base_model], "finetune")
     data = ModelCardData(
-        base_model=base_models or None,
-        base_model_relation="merge" if base_models else None,
+        base_model=[b for b in base_models if b] or None,
+        base_model_relation=relation if any(base_models) else None,
+        license=result.license,
         datasets=[result.dataset] if is_repo_reference(result.dataset) else None,
         library_name="transformers",
         pipeline_tag="text-classification",
@@ -333,42 +343,6 @@ def soup_yaml(result: MergeResult) -> str:
         "compatibility": list(result.compatibility),
     }
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-
-
-def load_soup_yaml(path: str | Path) -> dict:
-    """Read a `soup.yaml` back as plain data, checking it is one this hfsoup can read.
-
-    Raises:
-        RecipeError: the file is missing, not YAML, of another format, or has no `recipe` mapping.
-
-    Example:
-        ```python
-        >>> load_soup_yaml("soups/mrpc/soup.yaml")["recipe"]["method"]
-        'greedy'
-        ```
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(
-            f"soup file {path} does not exist; give the soup.yaml written next to a soup's weights."
-        )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise RecipeError(
-            f"{path} is not valid YAML ({type(error).__name__}); fix or rewrite the file."
-        ) from error
-    found = data.get("format") if isinstance(data, dict) else None
-    if found != SOUP_FORMAT:
-        raise RecipeError(
-            f"{path} has format {found!r} but this hfsoup reads {SOUP_FORMAT!r}; give a soup.yaml written by "
-            "hfsoup, or upgrade hfsoup (pip install -U hfsoup) if a newer one wrote it."
-        )
-    if not isinstance(data.get("recipe"), dict):
-        raise RecipeError(
-            f"{path} has no 'recipe' mapping, so it cannot be replayed; rewrite it with hfsoup merge."
-        )
-    return data
 
 
 def write_card_files(

@@ -1,20 +1,28 @@
-"""The `hfsoup` command: parse, validate, run, print. The only place that prints or exits."""
+"""The `hfsoup` command: parse, validate, run, print. The only place that prints or exits.
+
+Exit codes: 0 success, 1 a user error (one line on stderr; `-v` for the traceback), 2 a usage error
+(argparse), 3 an internal error (a bug: please report it), 130 interrupted. Nothing heavy is imported before a command runs, so `hfsoup --help`,
+`hfsoup --version` and usage errors answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import shlex
+import shutil
 import sys
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
-
-from huggingface_hub.utils import disable_progress_bars
 
 from .errors import HfSoupError, HubError, IncompatibleIngredientsError, RecipeError
 from .result import BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult
 
 EXIT_USER_ERROR = 1
+EXIT_INTERNAL_ERROR = 3
+EXIT_INTERRUPTED = 130
+SECRET_FLAGS = ("--token",)
 
 
 def _merge_parser(sub) -> None:
@@ -33,9 +41,14 @@ def _merge_parser(sub) -> None:
     )
     merge.add_argument("--report-split", help="split the soup is reported on (default: the other half)")
     merge.add_argument("--seed", type=int, help="seed of the default validation halves (default 0)")
-    merge.add_argument("--metric", help="another evaluate metric, by name or path")
+    merge.add_argument("--metric", help="a shipped metric (glue) or the path of a local evaluate module")
     merge.add_argument(
         "--metric-key", help="the metric key selection maximizes (default: the GLUE leaderboard's)"
+    )
+    merge.add_argument(
+        "--trust-remote-metric",
+        action="store_true",
+        help="allow a --metric from the Hub (a script that runs on this machine)",
     )
     merge.add_argument("--base", help="the common base model, for the compatibility report")
     merge.add_argument("--batch-size", type=int, help="scoring batch size (default 64)")
@@ -43,7 +56,16 @@ def _merge_parser(sub) -> None:
     merge.add_argument("--recipe", help="a recipe YAML or a soup.yaml to replay; flags given override it")
     merge.add_argument("--output-dir", help="where to write the soup folder")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
+    _custom_code_flag(merge)
     _hub_flags(merge, push_flag=True)
+
+
+def _custom_code_flag(parser) -> None:
+    parser.add_argument(
+        "--allow-custom-code",
+        action="store_true",
+        help="accept models whose config declares custom code (auto_map); the code is never run or copied",
+    )
 
 
 def _hub_flags(parser, *, push_flag: bool) -> None:
@@ -52,11 +74,17 @@ def _hub_flags(parser, *, push_flag: bool) -> None:
     parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
     parser.add_argument("--revision", help="the branch to push to (created if missing)")
     parser.add_argument("--commit-message", help="the commit message of the push")
-    parser.add_argument("--token", help="a Hub token (default: HF_TOKEN or the saved login)")
+    parser.add_argument("--token", help="a Hub token (default: HF_TOKEN or the saved login); never recorded")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hfsoup", description="Weight averaging for Hugging Face models.")
+    parser = argparse.ArgumentParser(
+        prog="hfsoup",
+        description="Weight averaging for Hugging Face models.",
+        epilog="Exit codes: 0 success, 1 user error (e.g. a missing model or incompatible ingredients), "
+        "2 usage error, 3 internal error (a bug), 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('hfsoup')}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and full tracebacks")
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="warnings and results only, no progress bars"
@@ -65,38 +93,61 @@ def build_parser() -> argparse.ArgumentParser:
     _merge_parser(sub)
     inspect = sub.add_parser("inspect", help="report whether models can be averaged, without averaging")
     inspect.add_argument("models", nargs="+", help="model folders, user/name or user/name@revision")
-    inspect.add_argument("--base", help="the common base: adds distances and angles between the updates")
     inspect.add_argument(
-        "--metadata-only", action="store_true", help="read no weights (skip NaN and distance checks)"
+        "--base", help="the common base: with --weights, adds distances and angles of the updates"
     )
-    inspect.add_argument("--token", help="a Hub token")
-    push = sub.add_parser("push", help="push a finished soup folder to the Hub in one commit")
+    inspect.add_argument(
+        "--weights",
+        action="store_true",
+        help="also read the weights (downloads them): NaN/Inf and common-base distance checks, and the geometry",
+    )
+    inspect.add_argument("--metadata-only", action="store_true", help=argparse.SUPPRESS)  # the default now
+    _custom_code_flag(inspect)
+    inspect.add_argument("--token", help="a Hub token; never recorded")
+    push = sub.add_parser(
+        "push", help="push a soup folder written by `hfsoup merge` to the Hub in one commit"
+    )
     push.add_argument("output_dir", help="the soup folder written by `hfsoup merge`")
     push.add_argument("repo_id", help="the Hub repository, user/name")
     _hub_flags(push, push_flag=False)
     return parser
 
 
-RECIPE_FLAGS = {
-    "task": "task",
-    "method": "method",
-    "weights": "weights",
-    "dataset": "dataset",
-    "selection_split": "selection_split",
-    "report_split": "report_split",
-    "seed": "seed",
-    "metric": "metric",
-    "metric_key": "metric_key",
-    "base": "base",
-    "batch_size": "batch_size",
-    "max_length": "max_length",
-}
+RECIPE_FLAGS = (
+    "task",
+    "method",
+    "weights",
+    "dataset",
+    "selection_split",
+    "report_split",
+    "seed",
+    "metric",
+    "metric_key",
+    "base",
+    "batch_size",
+    "max_length",
+)
+
+
+def public_command(argv: list[str]) -> str:
+    """The command line as typed, without the values of secret flags (`--token`), for cards and logs."""
+    shown, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            hide_next = False
+            continue
+        flag = arg.split("=", 1)[0]
+        if flag in SECRET_FLAGS:
+            hide_next = "=" not in arg
+            continue
+        shown.append(arg)
+    return "hfsoup " + shlex.join(shown)
 
 
 def _recipe(args):
     from .recipe import MergeRecipe, load_recipe
 
-    flags = {field: getattr(args, flag) for flag, field in RECIPE_FLAGS.items()}
+    flags = {field: getattr(args, field) for field in RECIPE_FLAGS}
     if args.models:
         flags["models"] = args.models
     if args.recipe:
@@ -107,35 +158,52 @@ def _recipe(args):
 
 
 def _merge(args) -> None:
+    recipe = _recipe(args)
     from .pipeline import run_merge
 
-    recipe = _recipe(args)
     output = args.output_dir
+    scratch = None
     if output is None and args.push_to_hub:
-        output = Path(tempfile.mkdtemp(prefix="hfsoup-")) / "soup"
-    merge = run_merge(
-        recipe,
-        output_dir=output,
-        overwrite=args.overwrite,
-        token=args.token,
-        command=args.command_line,
-        repo_id=args.push_to_hub,
-        progress=not args.quiet,
-    )
-    print(format_scores(merge.result))
-    if merge.output_dir is None:
-        print("No --output-dir given: nothing was written.")
-        return
-    print(f"Soup written to {merge.output_dir}")
-    if args.push_to_hub:
-        _push(merge.output_dir, args.push_to_hub, args)
+        scratch = Path(tempfile.mkdtemp(prefix="hfsoup-"))
+        output = scratch / "soup"
+    try:
+        merge = run_merge(
+            recipe,
+            output_dir=output,
+            overwrite=args.overwrite,
+            token=args.token,
+            command=args.command_line,
+            repo_id=args.push_to_hub,
+            progress=not args.quiet,
+            trust_remote_metric=args.trust_remote_metric,
+            allow_custom_code=args.allow_custom_code,
+        )
+        print(format_scores(merge.result))
+        if merge.output_dir is None:
+            print("No --output-dir given: nothing was written.")
+            return
+        if scratch is None:
+            print(f"Soup written to {merge.output_dir}")
+        if args.push_to_hub:
+            _push(merge.output_dir, args.push_to_hub, args)
+    except HubError:
+        scratch = None  # the failed push's message points at the soup in it: keep it for the retry
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _push(folder, repo_id: str, args) -> None:
-    from .hub import push_folder
+    from .sources import push_folder
 
+    if not (Path(folder) / "soup.yaml").is_file():
+        raise RecipeError(
+            f"{folder} has no soup.yaml, so it was not written by `hfsoup merge`; hfsoup pushes only soups "
+            "(use `huggingface-cli upload` for other folders)."
+        )
     try:
-        url = push_folder(
+        commit = push_folder(
             folder,
             repo_id,
             token=args.token,
@@ -148,19 +216,26 @@ def _push(folder, repo_id: str, args) -> None:
             f"{error} The soup is complete in {folder}: retry with `hfsoup push {folder} {repo_id}`.",
             repo_id=repo_id,
         ) from error
-    print(f"Pushed to {repo_id}: {url}")
+    print(f"Pushed to {repo_id}: {commit.commit_url}")
 
 
 def _inspect(args) -> None:
-    from .compat import check_compatibility
-    from .geometry import pairwise_geometry
-    from .ingredients import load_ingredient, load_ingredients
+    from .soup import check_compatibility, load_ingredient, load_ingredients, pairwise_geometry
 
     ingredients = load_ingredients(args.models, token=args.token)
     base = load_ingredient(args.base, token=args.token) if args.base else None
-    report = check_compatibility(ingredients, base=base, check_values=not args.metadata_only)
+    report = check_compatibility(
+        ingredients, base=base, check_values=args.weights, allow_custom_code=args.allow_custom_code
+    )
     print(report.to_text())
-    if base is not None and report.ok() and not args.metadata_only:
+    if not args.weights:
+        print(
+            "\nOnly metadata was read (configs, tokenizers, safetensors headers). Add --weights to also check "
+            "for NaN/Inf and a common base"
+            + (" and to measure the geometry of the updates" if base else "")
+            + " (this reads, and for Hub models downloads, every weight)."
+        )
+    elif base is not None and report.ok():
         print()
         print(pairwise_geometry(ingredients, base).to_text())
     if not report.ok():
@@ -177,7 +252,9 @@ def format_scores(result: MergeResult) -> str:
         ENSEMBLE: "logit ensemble",
         SOUP: f"{result.method} soup",
     }
-    rows += [(f"  {labels[key]}", result.candidates[key]) for key in (BEST, UNIFORM, ENSEMBLE, SOUP)]
+    rows += [
+        (f"  {label}", result.candidates[key]) for key, label in labels.items() if key in result.candidates
+    ]
     width = max(len(name) for name, _ in rows) + 2
     header = "".join(f"{role:>14}" for role in roles)
     lines = [f"Task {result.task}; score = {result.score_key}; * = in the soup", f"{'':{width}}{header}"]
@@ -196,14 +273,17 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Run the `hfsoup` command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
-    args.command_line = "hfsoup " + shlex.join(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("hfsoup").setLevel(level)
-    if args.quiet:
-        disable_progress_bars()
+    args = None
     try:
+        args = build_parser().parse_args(argv)
+        args.command_line = public_command(argv)
+        level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("hfsoup").setLevel(level)
+        if args.quiet:
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
         COMMANDS[args.command](args)
     except IncompatibleIngredientsError as error:
         if args.command == "merge" and error.report is not None:
@@ -213,15 +293,16 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(error, args)
     except KeyboardInterrupt:
         print("hfsoup: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as error:
-        if args.verbose:
+        if args is None or args.verbose:
             raise
         print(
-            f"hfsoup: unexpected error: {type(error).__name__}: {error} (run with -v for the traceback)",
+            f"hfsoup: internal error: {type(error).__name__}: {error}; please report it, with the output of the "
+            "same command run with -v",
             file=sys.stderr,
         )
-        return EXIT_USER_ERROR
+        return EXIT_INTERNAL_ERROR
     return 0
 
 

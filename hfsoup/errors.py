@@ -90,3 +90,8 @@ class HubAuthError(HubError, PermissionError):
 
 class HubUnreachableError(HubError, ConnectionError):
     """The Hub cannot be reached, or offline mode is on and the files are not cached."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an exception's message (its type's name if it has none), for one-line errors."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)

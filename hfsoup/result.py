@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 Scores = dict[str, dict[str, float]]
 """Metrics by split: `{"selection": {"accuracy": 0.84, "f1": 0.88, "score": 0.86}, "report": {...}}`."""
 
+SOUP_FORMAT = "hfsoup-soup/1"
+"""The format of `soup.yaml`: written by `card.soup_yaml`, read by `recipe.load_soup_yaml`."""
+
 # The rows every result reports, beside each ingredient: the chosen soup and the three references.
 SOUP, UNIFORM, BEST, ENSEMBLE = "soup", "uniform_soup", "best_ingredient", "ensemble"
 
@@ -27,6 +30,7 @@ class IngredientRecord:
         scores: its metrics on every split.
         selected: whether the soup includes it.
         weight: its weight in the soup (0 when not selected).
+        content_hash: `sha256:` of a local ingredient's weight files (`None` for the Hub, pinned by `revision`).
     """
 
     name: str
@@ -36,6 +40,7 @@ class IngredientRecord:
     scores: Scores
     selected: bool = False
     weight: float = 0.0
+    content_hash: str | None = None
 
     @property
     def pinned_reference(self) -> str:
@@ -66,6 +71,8 @@ class MergeResult:
         command: the exact command that reproduces the result.
         recipe: the recipe as a plain dict (what `soup.yaml` replays).
         seed: the seed of the default split halves.
+        base_model: the common pre-trained base the ingredients were fine-tuned from, when known (a Hub id).
+        license: the license every ingredient declares, when they agree.
     """
 
     task: str
@@ -85,6 +92,8 @@ class MergeResult:
     command: str = ""
     recipe: dict = field(default_factory=dict)
     seed: int = 0
+    base_model: str | None = None
+    license: str | None = None
 
     @property
     def selected(self) -> list[IngredientRecord]:

@@ -113,9 +113,9 @@ def tiny_stsb_dirs(tmp_path_factory, tiny_base_dir, glue_hub_dir) -> list[str]:
     STS-B, a regression, because its correlation scores differ between even barely trained tiny models,
     where classifiers this small all predict the majority class and tie.
     """
+    from hfsoup.eval import get_task
     from hfsoup.finetune import finetune_ingredients
     from hfsoup.recipe import FinetuneRecipe
-    from hfsoup.tasks import get_task
 
     recipe = FinetuneRecipe(
         base=str(tiny_base_dir),

@@ -11,9 +11,10 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
 
-from hfsoup.card import SOUP_FORMAT, build_card, load_soup_yaml, soup_yaml, write_card_files
+from hfsoup.card import build_card, soup_yaml, write_card_files
 from hfsoup.errors import RecipeError
-from hfsoup.result import BEST, ENSEMBLE, SOUP, UNIFORM, IngredientRecord, MergeResult
+from hfsoup.recipe import load_soup_yaml
+from hfsoup.result import BEST, ENSEMBLE, SOUP, SOUP_FORMAT, UNIFORM, IngredientRecord, MergeResult
 
 SHA_A, SHA_B = "a1b2c3d" + "0" * 33, "b2c3d4e" + "1" * 33
 

@@ -12,8 +12,8 @@ from tiny_models import save_model_folder, tiny_bert, tiny_tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfsoup.cli import main
-from hfsoup.scoring import Scorer
-from hfsoup.tasks import get_task, load_split
+from hfsoup.eval import get_task, load_split
+from hfsoup.eval.scoring import Scorer
 
 
 @pytest.fixture

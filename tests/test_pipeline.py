@@ -6,11 +6,12 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from hfsoup.pipeline import _staged, run_merge
+from hfsoup.eval import get_task, load_split
+from hfsoup.eval.scoring import Scorer
+from hfsoup.pipeline import run_merge
 from hfsoup.recipe import FinetuneRecipe, MergeRecipe
 from hfsoup.result import BEST, ENSEMBLE, SOUP, UNIFORM
-from hfsoup.scoring import Scorer
-from hfsoup.tasks import get_task, load_split
+from hfsoup.staging import staged
 
 
 def test_result_holds_every_candidate_and_the_greedy_decisions(tiny_stsb_dirs, glue_hub_dir):
@@ -31,7 +32,7 @@ def test_result_holds_every_candidate_and_the_greedy_decisions(tiny_stsb_dirs, g
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path):
     output = tmp_path / "soup"
-    with pytest.raises(RuntimeError), _staged(output, overwrite=False) as staging:
+    with pytest.raises(RuntimeError), staged(output, overwrite=False) as staging:
         (staging / "model.safetensors").write_bytes(b"half")
         raise RuntimeError("disk full")
     assert list(tmp_path.iterdir()) == []
@@ -41,7 +42,7 @@ def test_overwrite_replaces_the_old_output(tmp_path):
     output = tmp_path / "soup"
     output.mkdir()
     (output / "old.txt").write_text("old")
-    with _staged(output, overwrite=True) as staging:
+    with staged(output, overwrite=True) as staging:
         (staging / "new.txt").write_text("new")
     assert sorted(p.name for p in output.iterdir()) == ["new.txt"]
 

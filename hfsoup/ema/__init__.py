@@ -1,0 +1,6 @@
+"""The exponential moving average of a model's weights: the core (`ModelEma`) and the Trainer callback."""
+
+from .callback import EMA_STATE_NAME, EmaTrainerCallback
+from .model_ema import EmaSettings, ModelEma
+
+__all__ = ["EMA_STATE_NAME", "EmaSettings", "EmaTrainerCallback", "ModelEma"]

@@ -1,0 +1,374 @@
+"""The exponential moving average of a model's weights: fp32 shadow, fused update, swap, exact state."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..averaging import ema_decay, lerp_
+from ..errors import InvalidSettingError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EmaSettings", "ModelEma"]
+
+STATE_FORMAT = "hfsoup-ema/1"
+
+
+@dataclass(frozen=True)
+class EmaSettings:
+    """The settings of an EMA, validated on construction.
+
+    See [`ModelEma`] for the meaning of each field.
+
+    Raises:
+        InvalidSettingError: if a field is outside its allowed values.
+    """
+
+    decay: float = 0.9999
+    warmup: bool = True
+    warmup_gamma: float = 1.0
+    warmup_power: float = 2 / 3
+    min_decay: float = 0.0
+    start_step: int = 0
+    update_every: int = 1
+    include_buffers: bool = True
+
+    def __post_init__(self):
+        problems = []
+        if not 0.0 <= self.decay < 1.0:
+            problems.append(f"decay must be in [0, 1), got {self.decay!r}")
+        if not 0.0 <= self.min_decay <= max(self.decay, 0.0):
+            problems.append(f"min_decay must be in [0, decay={self.decay}], got {self.min_decay!r}")
+        if not self.warmup_gamma > 0:
+            problems.append(f"warmup_gamma must be > 0, got {self.warmup_gamma!r}")
+        if not self.warmup_power > 0:
+            problems.append(f"warmup_power must be > 0, got {self.warmup_power!r}")
+        if not (isinstance(self.start_step, int) and self.start_step >= 0):
+            problems.append(f"start_step must be an integer >= 0, got {self.start_step!r}")
+        if not (isinstance(self.update_every, int) and self.update_every >= 1):
+            problems.append(f"update_every must be an integer >= 1, got {self.update_every!r}")
+        if problems:
+            raise InvalidSettingError("Invalid EMA settings: " + "; ".join(problems) + ".")
+
+    def decay_for_update(self, num_updates: int) -> float:
+        """The decay of the update that follows `num_updates` earlier updates."""
+        return ema_decay(
+            num_updates,
+            self.decay,
+            warmup=self.warmup,
+            warmup_gamma=self.warmup_gamma,
+            warmup_power=self.warmup_power,
+            min_decay=self.min_decay,
+        )
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """The part of `tensor` this process holds: the local shard of an FSDP2 `DTensor`, else the tensor."""
+    to_local = getattr(tensor, "to_local", None)
+    return to_local() if to_local is not None else tensor
+
+
+STAGING_ELEMENTS = 1 << 20  # elements converted at a time through the staging buffer (4 MiB of fp32)
+STAGING_MIN_ELEMENTS = 1 << 16  # smaller weights of another dtype or device are converted whole
+
+
+def _staged_lerp(pairs: list[tuple[torch.Tensor, torch.Tensor]], weight: float) -> None:
+    """`lerp_` of shadow tensors towards weights of another dtype or device, `STAGING_ELEMENTS` at a time.
+
+    Converting a whole weight (bf16 to fp32, or GPU to a CPU shadow) allocates a fresh tensor at every
+    update; on CPU each large allocation is new memory whose page faults made a bf16 update several times
+    slower than an fp32 one (benchmarks/ema_overhead.py). Here each large weight goes through one reusable
+    4 MiB buffer per shadow device and dtype instead, chunk by chunk, with synchronous copies; small ones
+    (under 64Ki elements: biases, norms) are cheaper to convert whole, in `ModelEma._lerp`.
+    """
+    buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+    for target, source in pairs:
+        key = (target.device, target.dtype)
+        if key not in buffers:
+            buffers[key] = torch.empty(STAGING_ELEMENTS, device=target.device, dtype=target.dtype)
+        flat_target, flat_source = target.view(-1), source.view(-1)
+        for start in range(0, flat_target.numel(), STAGING_ELEMENTS):
+            part = flat_target[start : start + STAGING_ELEMENTS]
+            buffer = buffers[key][: part.numel()]
+            buffer.copy_(flat_source[start : start + part.numel()])
+            lerp_([part], [buffer], weight)
+
+
+class ModelEma:
+    """An exponential moving average of a model's weights, kept in an fp32 shadow.
+
+    After each optimizer step `t`, `ema_t = d_t * ema_{t-1} + (1 - d_t) * weights_t`, computed with one fused
+    `torch._foreach_lerp_` over every tensor. The defaults and their trade-offs:
+
+    - `decay=0.9999`: the average spans about `1 / (1 - decay)` = 10,000 steps. Fine-tuning runs of a few
+      thousand steps want 0.999 or 0.99.
+    - `warmup=True`: `d_t = clamp(1 - (1 + t / warmup_gamma) ** -warmup_power, min_decay, decay)`, as timm's
+      `ModelEmaV3`, so the first update copies the weights and the average forgets its starting point fast.
+      With `warmup=False`, `d_t = decay` from the first step.
+    - `start_step=0`, `update_every=1`: before `start_step` the shadow copies the weights; then one update
+      every `update_every` optimizer steps, each with the decay above (the warm-up counts updates, not steps).
+    - The shadow is fp32 (fp64 for fp64 weights) whatever the model's dtype: a bf16 shadow at decay 0.9999
+      rounds `(1 - d) * (w - ema)` to zero and stops moving. Memory: 4 bytes per parameter on `device`.
+    - `device=None` keeps each shadow tensor on its parameter's device; `device="cpu"` offloads the shadow
+      to host memory at the price of a device-to-host copy of the weights at every update.
+    - `include_buffers=True` also averages floating-point buffers (BatchNorm running statistics); integer
+      buffers (`num_batches_tracked`) are copied, never averaged. BERTs have no floating buffers that change.
+
+    Sharded models (FSDP2, whose parameters are `DTensor`s) are handled shard by shard: each process keeps
+    the EMA of its own shard, updates it locally without communication, and saves its own shard. DeepSpeed
+    ZeRO-3 is not supported: its parameters are empty placeholders outside `GatheredParameters`, so the
+    EMA must instead be kept from the optimizer's fp32 partitions (`engine.optimizer.fp32_partitioned_groups_flat`),
+    one partition per rank, which is the design to follow when a ZeRO-3 machine is available to test it.
+
+    Args:
+        model: the model whose weights are averaged; the shadow starts as a copy of its weights.
+        decay: the target decay, in [0, 1).
+        warmup: ramp the decay up from 0 (see above).
+        warmup_gamma: the warm-up's time scale, in updates (> 0).
+        warmup_power: the warm-up's exponent (> 0).
+        min_decay: the lower clamp of the warmed-up decay, in [0, decay].
+        start_step: the optimizer step from which averaging starts (>= 0).
+        update_every: average every this many optimizer steps (>= 1).
+        device: where the shadow lives; `None` for next to each parameter.
+        include_buffers: average floating-point buffers too.
+
+    Raises:
+        InvalidSettingError: if a setting is outside its allowed values.
+
+    Example:
+        ```python
+        >>> ema = ModelEma(model, decay=0.999)
+        >>> for step, batch in enumerate(loader, start=1):
+        ...     loss = model(**batch).loss; loss.backward(); optimizer.step(); optimizer.zero_grad()
+        ...     ema.update(model, step)
+        >>> with ema.swapped_into(model):  # evaluate on the EMA weights, get the raw ones back after
+        ...     metrics = evaluate(model)
+        ```
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        decay: float = 0.9999,
+        *,
+        warmup: bool = True,
+        warmup_gamma: float = 1.0,
+        warmup_power: float = 2 / 3,
+        min_decay: float = 0.0,
+        start_step: int = 0,
+        update_every: int = 1,
+        device: str | torch.device | None = None,
+        include_buffers: bool = True,
+    ):
+        self.settings = EmaSettings(
+            decay=decay,
+            warmup=warmup,
+            warmup_gamma=warmup_gamma,
+            warmup_power=warmup_power,
+            min_decay=min_decay,
+            start_step=start_step,
+            update_every=update_every,
+            include_buffers=include_buffers,
+        )
+        self.device = torch.device(device) if device is not None else None
+        self.num_updates = 0
+        self.last_step = 0
+        self.shadow: dict[str, torch.Tensor] = {}
+        self.copied: dict[str, torch.Tensor] = {}
+        self.is_sharded = (
+            False  # True when the model's parameters are FSDP2 DTensors: the shadow is per shard
+        )
+        with torch.no_grad():
+            for name, tensor in self._averaged(model):
+                self.is_sharded |= hasattr(tensor, "to_local")
+                tensor = _local(tensor).detach()
+                dtype = torch.promote_types(tensor.dtype, torch.float32)
+                self.shadow[name] = tensor.to(self.device or tensor.device, dtype, copy=True)
+            for name, tensor in self._copied(model):
+                self.copied[name] = _local(tensor).detach().to(self.device or tensor.device, copy=True)
+
+    # -- which tensors ------------------------------------------------------------------------------------
+    def _averaged(self, model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+        for name, param in model.named_parameters():
+            if param.is_floating_point():
+                yield name, param
+        if self.settings.include_buffers:
+            for name, buffer in model.named_buffers():
+                if buffer.is_floating_point():
+                    yield name, buffer
+
+    def _copied(self, model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+        for name, buffer in model.named_buffers():
+            if not buffer.is_floating_point() or not self.settings.include_buffers:
+                yield name, buffer
+
+    def _model_tensors(self, model: nn.Module, names: dict[str, torch.Tensor], source) -> list[torch.Tensor]:
+        found = {name: _local(tensor) for name, tensor in source(model) if name in names}
+        if len(found) != len(names):
+            missing = sorted(set(names) - set(found))[:5]
+            raise InvalidSettingError(
+                f"The model does not match its EMA: {len(names) - len(found)} tensors are missing "
+                f"(first: {missing}). Build the EMA from the model you update."
+            )
+        return [found[name] for name in names]
+
+    # -- the average --------------------------------------------------------------------------------------
+    def decay_at(self, step: int) -> float | None:
+        """The decay the update at optimizer step `step` would use, or `None` if that step is skipped.
+
+        A step before `start_step` copies the weights (decay 0); a step off the `update_every` grid is skipped.
+        """
+        settings = self.settings
+        if step <= settings.start_step:
+            return 0.0
+        if (step - settings.start_step) % settings.update_every:
+            return None
+        return settings.decay_for_update(self.num_updates)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int | None = None) -> None:
+        """Fold the model's current weights into the average.
+
+        Args:
+            model: the model being trained (the same architecture the EMA was built from).
+            step: the optimizer step just taken, counted from 1; defaults to the previous step plus one.
+        """
+        step = self.last_step + 1 if step is None else step
+        decay = self.decay_at(step)
+        self.last_step = step
+        if decay is None:
+            return
+        if step > self.settings.start_step:
+            self.num_updates += 1
+        weights = self._model_tensors(model, self.shadow, self._averaged)
+        self._lerp(list(self.shadow.values()), weights, 1.0 - decay)
+        if self.copied:
+            buffers = self._model_tensors(model, self.copied, self._copied)
+            torch._foreach_copy_(list(self.copied.values()), [b.to(self.device or b.device) for b in buffers])
+
+    @staticmethod
+    def _lerp(shadow: list[torch.Tensor], weights: list[torch.Tensor], weight: float) -> None:
+        groups: dict[tuple[torch.device, torch.dtype], tuple[list, list]] = {}
+        staged = []
+        for target, source in zip(shadow, weights, strict=True):
+            if (source.dtype, source.device) != (target.dtype, target.device):
+                if (
+                    source.numel() >= STAGING_MIN_ELEMENTS
+                    and target.is_contiguous()
+                    and source.is_contiguous()
+                ):
+                    staged.append((target, source))
+                    continue
+                source = source.to(target.device, target.dtype)  # small: a synchronous copy is cheap
+            pair = groups.setdefault((target.device, target.dtype), ([], []))
+            pair[0].append(target)
+            pair[1].append(source)
+        for targets, sources in groups.values():
+            lerp_(targets, sources, weight)
+        _staged_lerp(staged, weight)
+
+    # -- using the average --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Write the EMA weights into `model` (cast to its dtypes), replacing its raw weights."""
+        for names, source in ((self.shadow, self._averaged), (self.copied, self._copied)):
+            targets = self._model_tensors(model, names, source)
+            for target, value in zip(targets, names.values(), strict=True):
+                target.copy_(value)
+
+    @contextmanager
+    def swapped_into(self, model: nn.Module) -> Iterator[nn.Module]:
+        """Put the EMA weights into `model` for the duration of a `with` block, then restore the raw ones.
+
+        The raw weights come back even when the block raises. It costs a copy of the raw weights, in the
+        model's dtype and on its device, while the block runs.
+
+        Example:
+            ```python
+            >>> with ema.swapped_into(model):
+            ...     ema_logits = model(**batch).logits
+            ```
+        """
+        with torch.no_grad():
+            raw = {
+                name: _local(tensor).detach().clone()
+                for source in (self._averaged, self._copied)
+                for name, tensor in source(model)
+            }
+            self.copy_to(model)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for source in (self._averaged, self._copied):
+                    for name, tensor in source(model):
+                        _local(tensor).copy_(raw[name])
+
+    # -- state --------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue this EMA exactly: the tensors, the counters and the settings."""
+        return {
+            "format": STATE_FORMAT,
+            "tensors": {**self.shadow, **self.copied},
+            "num_updates": self.num_updates,
+            "last_step": self.last_step,
+            "settings": asdict(self.settings),
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a [`state_dict`]; the tensors must match this EMA's names and shapes.
+
+        Settings saved in the state that differ from this EMA's are reported with a warning; this EMA keeps
+        its own settings, so a resumed run can change, say, the decay on purpose.
+
+        Raises:
+            InvalidSettingError: if the state's tensors do not match the model's.
+        """
+        tensors = state["tensors"]
+        expected = {**self.shadow, **self.copied}
+        if set(tensors) != set(expected) or any(tensors[n].shape != t.shape for n, t in expected.items()):
+            raise InvalidSettingError(
+                "The saved EMA state does not match the model (different tensor names or shapes); "
+                "resume with the model the EMA was saved from."
+            )
+        for name, target in expected.items():
+            target.copy_(tensors[name])
+        self.num_updates = int(state["num_updates"])
+        self.last_step = int(state["last_step"])
+        saved = EmaSettings(**state["settings"])
+        if saved != self.settings:
+            logger.warning(
+                "Resuming an EMA saved with settings %s; continuing with %s.", saved, self.settings
+            )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the state to one safetensors file (the counters and settings go into its metadata)."""
+        state = self.state_dict()
+        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state.pop("tensors").items()}
+        save_file(tensors, str(path), metadata={"hfsoup_ema": json.dumps(state)})
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Restore the state saved by [`save`] from a safetensors file.
+
+        Raises:
+            InvalidSettingError: if the file holds no hfsoup EMA state or does not match the model.
+        """
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        if "hfsoup_ema" not in metadata:
+            raise InvalidSettingError(f"{path} holds no hfsoup EMA state (no 'hfsoup_ema' metadata).")
+        state = json.loads(metadata["hfsoup_ema"])
+        state["tensors"] = load_file(str(path))
+        self.load_state_dict(state)

@@ -1,0 +1,19 @@
+"""Evaluation: the task registry, labelled splits, shipped metrics and the `Scorer` that scores a model's weights.
+
+Only the task registry is imported eagerly; `datasets`, `evaluate` and `torch` load when a split, a metric
+or a scorer is first used.
+"""
+
+from .._lazy import lazy_exports
+from .tasks import HALVES, TASKS, MeanOf, Task, get_task, register_task
+
+_EXPORTS = {
+    "DEFAULT_DATASET": ".data",
+    "halves": ".data",
+    "load_split": ".data",
+    "load_metric": ".metrics",
+    "Scorer": ".scoring",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = ["HALVES", "TASKS", "MeanOf", "Task", "get_task", "register_task", *_EXPORTS]

@@ -1,0 +1,161 @@
+"""Labelled splits of a task's dataset: from the Hub, a local folder laid out like a Hub dataset, or a data file.
+
+Held-out scoring: a soup must be *selected* on data other than the data it is *reported* on. By default the
+validation split of a task (`Task.eval_splits[0]`) is cut into two fixed halves, `"selection"` and `"report"`,
+by a seeded permutation: the same seed and split always give the same, disjoint halves that together cover
+every row. For MNLI the halves come from `validation_matched`; `validation_mismatched` is never used for
+selection, so it is reported whole next to the `"report"` half (`Task.report_splits`).
+
+This module and `hfsoup.sources` are the only ones that reach the network: through `datasets`, which
+honours `HF_HUB_OFFLINE` / `HF_DATASETS_OFFLINE`, with every failure turned into a one-line `DatasetError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from ..errors import DatasetError, first_line
+from .tasks import HALVES, Task
+
+__all__ = ["DATA_FILE_BUILDERS", "DEFAULT_DATASET", "halves", "load_split"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATASET = "nyu-mll/glue"
+
+# Data-file suffixes `load_split` reads, with the `datasets` builder and its options for each.
+DATA_FILE_BUILDERS: dict[str, tuple[str, dict[str, str]]] = {
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"sep": "\t"}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
+}
+
+
+def halves(num_rows: int, seed: int = 0) -> dict[str, list[int]]:
+    """The row indices of the `"selection"` and `"report"` halves of a split with `num_rows` rows.
+
+    A seeded permutation, cut in two (selection gets the extra row when `num_rows` is odd); each half is
+    sorted, so it keeps the dataset's order. Deterministic, disjoint, and together covering every row.
+    """
+    permutation = np.random.default_rng(seed).permutation(num_rows)
+    cut = (num_rows + 1) // 2
+    return {
+        "selection": np.sort(permutation[:cut]).tolist(),
+        "report": np.sort(permutation[cut:]).tolist(),
+    }
+
+
+def load_split(task: Task, split: str, *, dataset: str | None = None, seed: int = 0) -> datasets.Dataset:
+    """Load one labelled split of a task's dataset, checked against the task.
+
+    Args:
+        task: the task; its name is the dataset config (when the dataset has configs).
+        split: `"selection"` or `"report"` (a seeded half of `task.eval_splits[0]`), or any split in the
+            `datasets` syntax: `"validation"`, `"validation[:50%]"`, `"train[-500:]"`.
+        dataset: a Hub dataset id, a local folder laid out like one (same code path), or a data file
+            (`.csv`, `.tsv`, `.json`, `.jsonl`, `.parquet`) taken as the named split. Defaults to
+            `nyu-mll/glue`.
+        seed: the seed of the `"selection"`/`"report"` halves.
+
+    Returns:
+        The split, without unlabelled rows (label -1, as in GLUE test splits; a warning tells how many).
+
+    Raises:
+        [`DatasetError`]: the dataset or split cannot be read, a column the task needs is missing, the labels
+            do not match the task, or no labelled row is left.
+
+    Example:
+
+    ```python
+    >>> selection = load_split(get_task("mrpc"), "selection", dataset="/data/glue-hub")
+    >>> selection.column_names
+    ['sentence1', 'sentence2', 'label', 'idx']
+    ```
+    """
+    source = dataset or DEFAULT_DATASET
+    half = split if split in HALVES else None
+    rows = _read(task, source, task.eval_splits[0] if half else split)
+    where = f"split {split!r} of {source!r}"
+    missing = [column for column in task.columns if column not in rows.column_names]
+    if missing:
+        raise DatasetError(
+            f"{where} lacks column(s) {missing} needed by task {task.name}: "
+            f"expected {list(task.columns)}, found {rows.column_names}"
+        )
+    rows = _labelled(task, rows, where)
+    if half:
+        rows = rows.select(halves(rows.num_rows, seed)[half])
+    logger.info("Loaded %s (%d rows) for task %s", where, rows.num_rows, task.name)
+    return rows
+
+
+def _read(task: Task, source: str, split: str) -> datasets.Dataset:
+    """Read `split` (in the `datasets` syntax) of a data file, a local folder or a Hub dataset."""
+    path = Path(source)
+    if path.is_file():
+        if path.suffix not in DATA_FILE_BUILDERS:
+            raise DatasetError(
+                f"cannot read {source!r}: data files must end in {', '.join(DATA_FILE_BUILDERS)}"
+            )
+        builder, options = DATA_FILE_BUILDERS[path.suffix]
+        split_name = re.match(r"\w*", split).group()
+        with _dataset_errors(source, split):
+            return datasets.load_dataset(builder, data_files={split_name: str(path)}, split=split, **options)
+    with _dataset_errors(source, split):
+        configs = datasets.get_dataset_config_names(source)
+    if task.name not in configs and configs != ["default"]:
+        raise DatasetError(
+            f"dataset {source!r} has no config {task.name!r}; its configs: {', '.join(configs)}"
+        )
+    with _dataset_errors(source, split):
+        return datasets.load_dataset(source, task.name if task.name in configs else None, split=split)
+
+
+@contextmanager
+def _dataset_errors(source: str, split: str) -> Iterator[None]:
+    """Turn the errors of `datasets` into a one-line [`DatasetError`]."""
+    try:
+        yield
+    except (FileNotFoundError, ConnectionError) as error:
+        raise DatasetError(
+            f"cannot load dataset {source!r} ({first_line(error)}); pass a Hub dataset id, a local folder "
+            "or a data file"
+        ) from error
+    except ValueError as error:
+        raise DatasetError(
+            f"cannot read split {split!r} of {source!r} ({first_line(error)}); "
+            "use e.g. 'validation', 'validation[:50%]', 'train[-500:]', 'selection' or 'report'"
+        ) from error
+
+
+def _labelled(task: Task, rows: datasets.Dataset, where: str) -> datasets.Dataset:
+    """Drop rows labelled -1 and check the labels fit the task."""
+    feature = rows.features[task.label_column]
+    if isinstance(feature, datasets.ClassLabel) and tuple(feature.names) != task.label_names:
+        raise DatasetError(
+            f"{where} has labels {feature.names}, but task {task.name} expects {list(task.label_names)} in that order"
+        )
+    labels = np.asarray(rows.with_format("numpy")[task.label_column][:])
+    keep = np.flatnonzero(labels != -1)
+    if keep.size == 0:
+        raise DatasetError(
+            f"{where} has no labelled rows (GLUE test labels are hidden); use a validation split"
+        )
+    if keep.size < labels.size:
+        logger.warning("Dropped %d unlabelled rows (label -1) of %s", labels.size - keep.size, where)
+        rows, labels = rows.select(keep), labels[keep]
+    if not task.is_regression and not np.isin(labels, np.arange(task.num_labels)).all():
+        bad = sorted(set(labels.tolist()) - set(range(task.num_labels)))[:5]
+        raise DatasetError(
+            f"{where} has label ids {bad} outside 0..{task.num_labels - 1} of task {task.name}"
+        )
+    return rows

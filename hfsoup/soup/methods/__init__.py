@@ -1,0 +1,132 @@
+"""Soup methods in a registry: uniform, weighted and greedy averages of fine-tuned ingredients.
+
+Every method writes its soup in place into `target`, the tensors of one live model, and keeps the soup as a
+running average in fp32, so peak memory is the model plus one fp32 copy of its floating-point tensors (none
+for the uniform and weighted soups of an fp32 model) plus one group of streamed tensors (about 64 MiB),
+whatever the number of ingredients (see `layout.py`).
+
+All methods share one signature (see [`SoupMethod.__call__`]); no method scores anything itself: each calls
+the `score` function it is given, which scores the weights currently inside the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ...errors import InvalidSettingError, UnknownNameError
+from .average import uniform_soup, weighted_soup
+from .base import SOUPS_PAPER, SoupIngredient, SoupResult, SoupStep
+from .greedy import greedy_soup
+from .layout import load_into
+
+__all__ = [
+    "SOUPS_PAPER",
+    "SOUP_METHODS",
+    "SoupIngredient",
+    "SoupMethod",
+    "SoupResult",
+    "SoupStep",
+    "get_method",
+    "load_into",
+]
+
+
+@dataclass(frozen=True)
+class SoupMethod:
+    """A soup method of the registry; its name, paper and description flow into the model card.
+
+    Args:
+        name: the registry name, as given to `--method`.
+        paper: a link to the paper the method comes from.
+        description: one line saying what the method does.
+        function: the implementation, called by [`__call__`].
+    """
+
+    name: str
+    paper: str
+    description: str
+    function: Callable[..., SoupResult] = field(repr=False)
+
+    def __call__(
+        self,
+        ingredients: Sequence[SoupIngredient],
+        target: dict[str, torch.Tensor],
+        *,
+        score: Callable[[], float] | None = None,
+        individual_scores: Sequence[float] | None = None,
+        weights: Sequence[float] | None = None,
+    ) -> SoupResult:
+        """Make the soup and write it into `target`. Every method takes the same arguments.
+
+        Args:
+            ingredients: the ingredients, each with `.name` and `.tensors()` streaming its tensors.
+            target: the live model's tensors (e.g. `dict(model.state_dict())`), overwritten in place with
+                the soup: floating-point tensors are averaged, integer tensors copied from one ingredient.
+            score: scores the weights currently in the target, higher is better. Needed by `greedy`; the
+                other methods, if given it, score their final soup once into `selection_score`.
+            individual_scores: each ingredient's own score with the same `score` (needed by `greedy`,
+                ignored by the others).
+            weights: one weight per ingredient, for `weighted` only.
+
+        Returns:
+            The [`SoupResult`]: which ingredients, with which weights, and the decisions taken.
+
+        Raises:
+            InvalidSettingError: if an argument the method needs is missing or invalid.
+            IncompatibleIngredientsError: if an ingredient's tensors do not match the target's.
+
+        Example:
+            ```python
+            >>> target = dict(model.state_dict())
+            >>> result = get_method("greedy")(ingredients, target, score=score, individual_scores=scores)
+            >>> result.selected, result.selection_score
+            ([2, 0], 0.871)
+            ```
+        """
+        if not ingredients:
+            raise InvalidSettingError("A soup needs at least one ingredient; none were given.")
+        return self.function(
+            ingredients, target, score=score, individual_scores=individual_scores, weights=weights
+        )
+
+
+SOUP_METHODS: dict[str, SoupMethod] = {
+    method.name: method
+    for method in (
+        SoupMethod(
+            "uniform", SOUPS_PAPER, "The plain average of the weights of all ingredients.", uniform_soup
+        ),
+        SoupMethod(
+            "weighted",
+            SOUPS_PAPER,
+            "A weighted average of the ingredients' weights, with given weights normalised to sum to 1.",
+            weighted_soup,
+        ),
+        SoupMethod(
+            "greedy",
+            SOUPS_PAPER,
+            "Add ingredients best-first, keeping each only if the soup's held-out score strictly improves.",
+            greedy_soup,
+        ),
+    )
+}
+
+
+def get_method(name: str) -> SoupMethod:
+    """The soup method registered under `name`.
+
+    Raises:
+        UnknownNameError: if no method has that name; the message lists the valid names.
+
+    Example:
+        ```python
+        >>> get_method("uniform").paper
+        'https://arxiv.org/abs/2203.05482'
+        ```
+    """
+    if name not in SOUP_METHODS:
+        raise UnknownNameError(f"Unknown soup method {name!r}; choose one of: {', '.join(SOUP_METHODS)}.")
+    return SOUP_METHODS[name]

@@ -1,0 +1,339 @@
+"""hfsoup.sources.hub and push against the Hub-compatible test server, through the real huggingface_hub client over HTTP."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from hub_server import HubServer, point_client_at, read_folder
+from huggingface_hub import HfApi, ModelCard, constants
+
+from hfsoup.errors import (
+    HubAuthError,
+    HubUnreachableError,
+    IngredientNotFoundError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    UnsafeWeightsError,
+)
+from hfsoup.sources import is_repo_reference, parse_reference, push_folder, read_tensor_infos
+from hfsoup.sources.hub import HubSource
+
+EXTRAS = {
+    "README.md": b"---\nlicense: mit\n---\n# A tiny BERT\n",
+    "pytorch_model.bin": b"not a pickle, and never fetched",
+    "onnx/model.onnx": b"onnx bytes",
+    "onnx/model.safetensors": b"a safetensors file outside the root",
+    "train.py": b"print('remote code')",
+}
+METADATA = {"config.json", "tokenizer.json", "tokenizer_config.json"}
+
+
+@pytest.fixture
+def tiny_repo(hub, tiny_ingredient_dirs) -> str:
+    """`alice/tiny`: a tiny BERT folder plus files hfsoup must never fetch; returns the sha of main."""
+    return hub.add_model("alice/tiny", tiny_ingredient_dirs[0], extra_files=EXTRAS)
+
+
+def cached_files(home: Path) -> set[str]:
+    """Names of the files in the snapshots of the Hugging Face cache."""
+    return {p.name for p in (home / "hub").rglob("snapshots/*/**/*") if p.is_file()}
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert "\n" not in message and message.strip() == message
+    return message
+
+
+# ---------------------------------------------------------------- references
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("alice/tiny", ("alice/tiny", None)),
+        ("alice/tiny@main", ("alice/tiny", "main")),
+        ("alice/tiny@refs/pr/1", ("alice/tiny", "refs/pr/1")),
+        ("alice/tiny@0123abc", ("alice/tiny", "0123abc")),
+    ],
+)
+def test_parse_reference(text, expected):
+    assert parse_reference(text) == expected
+    assert is_repo_reference(text)
+
+
+@pytest.mark.parametrize("text", ["tiny", "a/b/c", "alice/tiny@", "alice/ti ny", "alice/--x", ""])
+def test_invalid_references_are_not_repo_references(text):
+    assert not is_repo_reference(text)
+
+
+def test_existing_local_folder_is_not_a_repo_reference(tmp_path, monkeypatch):
+    (tmp_path / "alice" / "tiny").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert not is_repo_reference("alice/tiny")
+    assert is_repo_reference("alice/other")
+
+
+# ---------------------------------------------------------------- pulling
+
+
+def test_pull_records_the_resolved_sha_and_downloads_only_safetensors(hub, tiny_repo, isolated_hf_home):
+    source = HubSource("alice/tiny")
+    assert source.revision == tiny_repo
+    assert source.reference == "alice/tiny"
+
+    files = source.weight_files()
+    assert [f.name for f in files] == ["model.safetensors"]
+    assert files[0].read_bytes() == hub.repos["alice/tiny"].commits[tiny_repo].files["model.safetensors"]
+    assert (source.metadata_dir() / "config.json").is_file()
+
+    # Only config, tokenizer and weights travelled; no README, pickle, onnx or code file.
+    assert hub.downloaded_files("alice/tiny") == METADATA | {"model.safetensors"}
+    assert cached_files(isolated_hf_home) == METADATA | {"model.safetensors"}
+
+
+@pytest.mark.parametrize("kind", ["branch", "tag", "sha", "short sha"])
+def test_pull_by_revision(hub, tiny_ingredient_dirs, kind):
+    first = hub.add_model("alice/tiny", tiny_ingredient_dirs[0])
+    hub.add_model("alice/tiny", tiny_ingredient_dirs[1])  # main moves on
+    hub.create_branch("alice/tiny", "dev", first)
+    hub.create_tag("alice/tiny", "v1", first)
+    revision = {"branch": "dev", "tag": "v1", "sha": first, "short sha": first[:7]}[kind]
+
+    source = HubSource("alice/tiny", revision)
+
+    assert source.revision == first
+    assert source.reference == f"alice/tiny@{revision}"
+    weights = source.weight_files()[0].read_bytes()
+    assert weights == (tiny_ingredient_dirs[0] / "model.safetensors").read_bytes()
+    assert weights != (tiny_ingredient_dirs[1] / "model.safetensors").read_bytes()
+
+
+def test_metadata_only_downloads_no_weights(hub, tiny_repo, tiny_ingredient_dirs, isolated_hf_home):
+    source = HubSource("alice/tiny")
+
+    infos = source.tensor_infos()
+    folder = source.metadata_dir()
+
+    assert infos == read_tensor_infos(tiny_ingredient_dirs[0] / "model.safetensors")
+    assert infos["classifier.weight"].shape == (2, 32)
+    assert {p.name for p in folder.iterdir()} == METADATA
+    # The weights were only asked for their header, with a range request from byte 0.
+    weight_gets = [r for r in hub.file_requests("alice/tiny") if r.path.endswith("/model.safetensors")]
+    assert weight_gets and all(r.range == "bytes=0-100000" for r in weight_gets)
+    assert hub.downloaded_files("alice/tiny") == METADATA
+    assert cached_files(isolated_hf_home) == METADATA
+
+
+def test_sharded_weights(hub, tiny_base_dir, tmp_path):
+    from transformers import BertForSequenceClassification
+
+    sharded = tmp_path / "sharded"
+    BertForSequenceClassification.from_pretrained(tiny_base_dir).save_pretrained(
+        sharded, max_shard_size="40KB"
+    )
+    shards = sorted(p.name for p in sharded.glob("*.safetensors"))
+    assert len(shards) > 1
+    hub.add_model("alice/sharded", sharded)
+
+    source = HubSource("alice/sharded")
+    infos = source.tensor_infos()
+    files = source.weight_files()
+
+    assert [f.name for f in files] == shards
+    assert infos == read_tensor_infos(tiny_base_dir / "model.safetensors")
+    assert hub.downloaded_files("alice/sharded") == {"config.json", "model.safetensors.index.json", *shards}
+
+
+def test_pickle_only_repo_is_refused(hub, tiny_base_dir):
+    files = {k: v for k, v in read_folder(tiny_base_dir).items() if k != "model.safetensors"}
+    hub.create_repo("alice/pickled")
+    hub.commit("alice/pickled", {**files, "pytorch_model.bin": b"\x80\x04 pickle bytes"})
+    source = HubSource("alice/pickled")
+
+    with pytest.raises(UnsafeWeightsError, match=r"only pickle weights \(pytorch_model.bin\)") as err:
+        source.tensor_infos()
+    one_line(err)
+    with pytest.raises(UnsafeWeightsError):
+        source.weight_files()
+    assert "pytorch_model.bin" not in hub.downloaded_files("alice/pickled")
+
+
+def test_repo_without_config_or_weights(hub, tiny_base_dir):
+    files = read_folder(tiny_base_dir)
+    hub.create_repo("alice/no-config")
+    hub.commit("alice/no-config", {k: v for k, v in files.items() if k != "config.json"})
+    hub.create_repo("alice/no-weights")
+    hub.commit("alice/no-weights", {k: v for k, v in files.items() if k != "model.safetensors"})
+
+    with pytest.raises(IngredientNotFoundError, match=r"alice/no-config has no config\.json") as err:
+        HubSource("alice/no-config").metadata_dir()
+    one_line(err)
+    with pytest.raises(IngredientNotFoundError, match="alice/no-weights has no weights") as err:
+        HubSource("alice/no-weights").tensor_infos()
+    one_line(err)
+
+
+def test_cached_pull_works_offline_without_requests(hub, tiny_repo, monkeypatch):
+    online = HubSource("alice/tiny")
+    online.weight_files()
+    hub.requests.clear()
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    offline = HubSource("alice/tiny")
+
+    assert offline.revision == online.revision
+    assert offline.tensor_infos() == online.tensor_infos()
+    assert offline.weight_files() == online.weight_files()
+    assert (offline.metadata_dir() / "config.json").is_file()
+    assert hub.requests == []
+
+
+def test_second_pull_is_served_from_the_cache(hub, tiny_repo):
+    HubSource("alice/tiny").weight_files()
+    hub.requests.clear()
+
+    again = HubSource("alice/tiny")
+    again.metadata_dir()
+    again.weight_files()
+
+    assert [r.path for r in hub.requests] == ["/api/models/alice/tiny"]  # the resolution of main
+
+
+def test_interrupted_download_resumes_where_it_stopped(hub, tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(3_000_000)}, tmp_path / "model.safetensors")  # 12 MB: more than one chunk
+    (tmp_path / "config.json").write_text("{}")
+    hub.add_model("alice/big", tmp_path)
+    hub.interrupt("alice/big", "model.safetensors", after_bytes=11_000_000)
+
+    files = HubSource("alice/big").weight_files()
+
+    assert files[0].read_bytes() == (tmp_path / "model.safetensors").read_bytes()
+    weight_gets = [r for r in hub.file_requests("alice/big") if r.path.endswith("/model.safetensors")]
+    # huggingface_hub keeps what it received in whole 10 MiB chunks and asks only for the rest.
+    assert [r.range for r in weight_gets] == [None, f"bytes={constants.DOWNLOAD_CHUNK_SIZE}-"]
+
+
+# ---------------------------------------------------------------- pushing
+
+
+def test_push_folder_in_one_commit(hub, tiny_ingredient_dirs, tmp_path):
+    folder = tmp_path / "soup"
+    folder.mkdir()
+    for name, data in read_folder(tiny_ingredient_dirs[0]).items():
+        (folder / name).write_bytes(data)
+    (folder / "README.md").write_text("---\nlicense: mit\ntags:\n- model-soup\n---\n# My soup\n")
+    (folder / "soup.yaml").write_text("method: greedy\n")
+
+    url = push_folder(folder, "alice/soup", token=HubServer.ALICE, commit_message="Add soup")
+
+    commits = HfApi().list_repo_commits("alice/soup")
+    assert [c.title for c in commits] == ["Add soup", "initial commit"]
+    assert url == f"{hub.url}/alice/soup/commit/{commits[0].commit_id}"
+    assert url.oid == commits[0].commit_id
+    assert len([r for r in hub.requests if r.method == "POST" and r.path.endswith("/commit/main")]) == 1
+    assert set(hub.repos["alice/soup"].commits[url.oid].files) == {".gitattributes", *read_folder(folder)}
+    card = ModelCard.load("alice/soup")
+    assert card.data.tags == ["model-soup"]
+    assert "# My soup" in card.text
+
+
+def test_push_to_a_new_branch_of_a_private_repo(hub, tiny_ingredient_dirs):
+    url = push_folder(
+        tiny_ingredient_dirs[0], "alice/soup", token=HubServer.ALICE, private=True, revision="v2"
+    )
+
+    repo = hub.repos["alice/soup"]
+    assert repo.private
+    assert repo.branches["v2"] == url.oid
+    assert "model.safetensors" not in repo.resolve("main").files
+    assert HubSource("alice/soup", "v2", token=HubServer.ALICE).revision == url.oid
+    # Pushing again to the existing repo and branch adds one commit on top.
+    again = push_folder(tiny_ingredient_dirs[1], "alice/soup", token=HubServer.ALICE, revision="v2")
+    assert repo.commits[again.oid].parent == url.oid
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_missing_repo(hub):
+    with pytest.raises(RepoNotFoundError, match="alice/nothing was not found") as err:
+        HubSource("alice/nothing", token=HubServer.ALICE)
+    one_line(err)
+
+
+def test_private_repo_without_token(hub, tiny_ingredient_dirs):
+    hub.add_model("alice/secret", tiny_ingredient_dirs[0], private=True)
+    with pytest.raises(HubAuthError, match="private and no token was sent") as err:
+        HubSource("alice/secret")
+    one_line(err)
+    assert HubSource("alice/secret", token=HubServer.ALICE).tensor_infos()
+
+
+def test_private_repo_of_someone_else(hub, tiny_ingredient_dirs):
+    hub.add_model("alice/secret", tiny_ingredient_dirs[0], private=True)
+    with pytest.raises(RepoNotFoundError, match="your token cannot see it"):
+        HubSource("alice/secret", token=HubServer.BOB)
+
+
+def test_rejected_token(hub, tiny_repo):
+    with pytest.raises(HubAuthError, match="rejected the token") as err:
+        HubSource("alice/tiny", token="hf_wrong")
+    one_line(err)
+
+
+def test_gated_repo_without_access(hub, tiny_ingredient_dirs):
+    hub.add_model("alice/gated", tiny_ingredient_dirs[0], gated=True)
+    source = HubSource("alice/gated", token=HubServer.BOB)  # resolving a gated repo is allowed
+    with pytest.raises(HubAuthError, match="alice/gated is gated: accept its conditions") as err:
+        source.metadata_dir()
+    one_line(err)
+    hub.repos["alice/gated"].granted.add("bob")
+    assert (source.metadata_dir() / "config.json").is_file()
+
+
+def test_missing_revision(hub, tiny_repo):
+    with pytest.raises(RevisionNotFoundError, match="alice/tiny@nope: no such revision") as err:
+        HubSource("alice/tiny", "nope")
+    one_line(err)
+
+
+def test_missing_full_sha(hub, tiny_repo):
+    source = HubSource("alice/tiny", "f" * 40)  # a full sha resolves without asking the Hub
+    with pytest.raises(RevisionNotFoundError):
+        source.metadata_dir()
+
+
+def test_hub_unreachable(isolated_hf_home, monkeypatch):
+    with socket.socket() as sock:  # a port on which nothing listens
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    point_client_at(url, monkeypatch, isolated_hf_home)
+
+    with pytest.raises(HubUnreachableError, match=f"cannot reach the Hub at {url}") as err:
+        HubSource("alice/tiny")
+    one_line(err)
+    with pytest.raises(HubUnreachableError, match=url):
+        push_folder(isolated_hf_home, "alice/soup", token=HubServer.ALICE)
+
+
+def test_offline_with_empty_cache(hub, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubUnreachableError, match="HF_HUB_OFFLINE is set and alice/tiny needs the Hub"):
+        HubSource("alice/tiny")
+    assert hub.requests == []
+
+
+def test_push_without_token_or_rights(hub, tiny_ingredient_dirs):
+    with pytest.raises(HubAuthError, match="needs a Hugging Face token") as err:
+        push_folder(tiny_ingredient_dirs[0], "alice/soup")
+    one_line(err)
+    with pytest.raises(HubAuthError, match="not allowed") as err:
+        push_folder(tiny_ingredient_dirs[0], "alice/soup", token=HubServer.BOB)
+    one_line(err)
+    assert "alice/soup" not in hub.repos
