@@ -1,8 +1,8 @@
 """Orchestration: a recipe in, a scored soup and its output folder out.
 
 The order of work is chosen so that a doomed merge fails fast and a failed one leaves nothing behind: the
-output folder, the task, the metric and the data splits first; then the ingredients' metadata and the
-compatibility report (no weight download when it finds an error); then weights, scoring and souping; and
+output folder, the task and the metric first; then the ingredients' metadata and the compatibility report
+(no weight download when it finds an error); then the data splits; then weights, scoring and souping; and
 only when everything succeeded the output folder moves into place (see `staging.py`).
 """
 
@@ -90,10 +90,6 @@ def run_merge(
     output = check_output(output_dir, overwrite=overwrite) if output_dir is not None else None
     task = get_task(recipe.task)
     metric = load_metric(task, recipe.metric, trust_remote_metric=trust_remote_metric)
-    splits = {
-        role: load_split(task, split, dataset=recipe.dataset, seed=recipe.seed)
-        for role, split in _split_specs(recipe, task).items()
-    }
     references = list(recipe.models)
     if recipe.finetune is not None:
         from .finetune import finetune_ingredients
@@ -119,6 +115,10 @@ def run_merge(
         allow_custom_code=allow_custom_code,
     )
     raise_if_incompatible(report)
+    splits = {
+        role: load_split(task, split, dataset=recipe.dataset, seed=recipe.seed)
+        for role, split in _split_specs(recipe, task).items()
+    }
     check_weights(ingredients, base, report)
     raise_if_incompatible(report)
     for line in report.warnings:

@@ -231,7 +231,7 @@ def _build(cls, data: object, where: str):
     return cls(**data)
 
 
-def _read_yaml(path: Path, what: str) -> dict:
+def _read_yaml(path: Path, what: str) -> object:
     if not path.is_file():
         raise RecipeError(f"{what} {path} does not exist; give the path of a recipe YAML or a soup.yaml.")
     try:
@@ -242,8 +242,6 @@ def _read_yaml(path: Path, what: str) -> dict:
         raise RecipeError(
             f"{path} is not valid YAML{where} ({type(error).__name__}); fix the file."
         ) from error
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path} must hold a mapping of recipe fields (task, models, method, ...).")
     return data
 
 
@@ -261,9 +259,10 @@ def load_soup_yaml(path: str | Path) -> dict:
     """
     path = Path(path)
     data = _read_yaml(path, "soup file")
-    if data.get("format") != SOUP_FORMAT:
+    found = data.get("format") if isinstance(data, dict) else None
+    if found != SOUP_FORMAT:
         raise RecipeError(
-            f"{path} has format {data.get('format')!r} but this hfsoup reads {SOUP_FORMAT!r}; give a soup.yaml "
+            f"{path} has format {found!r} but this hfsoup reads {SOUP_FORMAT!r}; give a soup.yaml "
             "written by hfsoup, or upgrade hfsoup (pip install -U hfsoup) if a newer one wrote it."
         )
     if not isinstance(data.get("recipe"), dict) or not isinstance(data.get("ingredients", []), list):
@@ -308,6 +307,8 @@ def load_recipe(path: str | Path, **overrides) -> MergeRecipe:
     """
     path = Path(path)
     data = _read_yaml(path, "recipe file")
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path} must hold a mapping of recipe fields (task, models, method, ...).")
     if "format" in data:
         data = _replayed(load_soup_yaml(path))
     data.update({key: value for key, value in overrides.items() if value is not None})

@@ -83,30 +83,6 @@ def minilm_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def hub_server():
-    """A Hub-compatible HTTP server on 127.0.0.1 (see tests/hub_server.py), shared by the whole session."""
-    from hub_server import HubServer
-
-    server = HubServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def hub(hub_server, isolated_hf_home, monkeypatch):
-    """The test Hub, emptied, with huggingface_hub pointed at it here and in subprocesses: online, no token.
-
-    Sets `HF_ENDPOINT` and `HF_HUB_OFFLINE=0` (for subprocesses such as the CLI) and patches the
-    `huggingface_hub.constants` read at import time (endpoint, offline flag, cache and token paths).
-    """
-    from hub_server import point_client_at
-
-    hub_server.reset()
-    point_client_at(hub_server.url, monkeypatch, isolated_hf_home)
-    return hub_server
-
-
-@pytest.fixture(scope="session")
 def tiny_stsb_dirs(tmp_path_factory, tiny_base_dir, glue_hub_dir) -> list[str]:
     """Four real tiny STS-B fine-tunes of the tiny base: the raw and EMA weights of two short training runs.
 

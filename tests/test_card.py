@@ -91,7 +91,7 @@ def front_matter(card: ModelCard) -> dict:
 def test_metadata_lists_hub_ingredients_as_merged_base_models():
     card = build_card(make_result(), repo_id="carol/mrpc-soup")
     data = card.data
-    assert data.base_model == ["alice/bert-mrpc", "bob/bert-mrpc"]
+    assert data.base_model == ["alice/bert-mrpc"]  # bob/bert-mrpc was rejected: it is not in the soup
     assert data.base_model_relation == "merge"
     assert data.library_name == "transformers"
     assert data.pipeline_tag == "text-classification"
@@ -312,7 +312,7 @@ def test_write_card_files(tmp_path):
     write_card_files(result, folder)
     card = ModelCard.load(folder / "README.md")
     assert card.data.model_name == "mrpc-soup"
-    assert card.data.base_model == ["alice/bert-mrpc", "bob/bert-mrpc"]
+    assert card.data.base_model == ["alice/bert-mrpc"]
     assert load_soup_yaml(folder / "soup.yaml")["recipe"] == result.recipe
 
     staging = tmp_path / ".mrpc-soup.partial-x"

@@ -145,10 +145,17 @@ def test_pickle_only_ingredient_is_refused(tmp_path, capsys, tiny_ingredient_dir
 
 
 def test_inspect_prints_the_report_and_geometry(capsys, tiny_ingredient_dirs, tiny_base_dir):
-    code, out, err = run(capsys, "inspect", *tiny_ingredient_dirs, "--base", tiny_base_dir)
+    code, out, err = run(capsys, "inspect", *tiny_ingredient_dirs, "--base", tiny_base_dir, "--weights")
     assert code == 0, err
     assert "can be averaged" in out
     assert "angle" in out.lower()
+
+
+def test_inspect_reads_only_metadata_by_default_and_says_so(capsys, tiny_ingredient_dirs, tiny_base_dir):
+    code, out, err = run(capsys, "inspect", *tiny_ingredient_dirs, "--base", tiny_base_dir)
+    assert code == 0, err
+    assert "can be averaged" in out and "angle" not in out.lower()
+    assert "Only metadata was read" in out and "--weights" in out
 
 
 def test_inspect_incompatible_exits_non_zero(capsys, tiny_ingredient_dirs, three_labels_dir):

@@ -41,10 +41,10 @@ class LocalSource:
         self.revision: str | None = None
         self.folder = Path(folder).expanduser()
         if not self.folder.is_dir():
-            kind = "a file, not a folder" if self.folder.exists() else "no such folder"
+            kind = "a file" if self.folder.exists() else "nothing"
             raise IngredientNotFoundError(
-                f"{self.reference} is {kind} (looked in {self.folder.resolve()}): give the path of a folder "
-                "written by `model.save_pretrained(...)`, or a Hub repository id such as 'user/name'.",
+                f"No model folder at {self.reference} (there is {kind} at {self.folder.resolve()}): give the path "
+                "of a folder written by `model.save_pretrained(...)`, or a Hub repository id such as 'user/name'.",
                 reference=self.reference,
             )
         config = self.folder / "config.json"

@@ -79,7 +79,7 @@ def read_tensor_infos(path: Path) -> dict[str, TensorInfo]:
             return infos
     except (SafetensorError, OSError) as error:
         raise UnsafeWeightsError(
-            f"{path} is not a readable safetensors file ({first_line(error)}); it may be truncated or "
+            f"{path} is not a valid safetensors file ({first_line(error)}); it may be truncated or "
             "corrupt: copy or download it again, or re-save the model with `model.save_pretrained(folder)`.",
             reference=str(path),
         ) from error

@@ -73,7 +73,8 @@ def test_tensor_infos_come_from_the_header_alone(tiny_ingredient_dirs, tmp_path)
     folder = _copy_metadata(source, tmp_path / "header-only")
     data = (source / "model.safetensors").read_bytes()
     header_length = struct.unpack("<Q", data[:8])[0]
-    (folder / "model.safetensors").write_bytes(data[: 8 + header_length])  # every tensor's bytes cut off
+    garbage = bytes(len(data) - 8 - header_length)  # every tensor's bytes replaced: only the header is read
+    (folder / "model.safetensors").write_bytes(data[: 8 + header_length] + garbage)
 
     truncated = LocalSource(folder).tensor_infos()
 
@@ -244,19 +245,3 @@ def test_load_ingredients_keeps_names_unique(tiny_ingredient_dirs, tmp_path):
     names = ["run-a/checkpoint-500", "run-b/checkpoint-500", tiny_ingredient_dirs[1].name]
     assert [i.name for i in ingredients] == names
     assert all(isinstance(i, Ingredient) for i in ingredients)
-
-
-def test_hub_reference_plugs_in_through_the_source_seam(hub, tiny_ingredient_dirs):
-    sha = hub.add_model("alice/tiny", tiny_ingredient_dirs[0])
-    local = load_ingredient(str(tiny_ingredient_dirs[0]))
-
-    ingredient = load_ingredient("alice/tiny")
-
-    assert (ingredient.name, ingredient.reference, ingredient.revision) == ("alice/tiny", "alice/tiny", sha)
-    assert ingredient.tensor_infos == local.tensor_infos
-    assert ingredient.label_tensor_names == local.label_tensor_names
-    assert "model.safetensors" not in hub.downloaded_files("alice/tiny")  # headers only so far
-    for (name, a), (_, b) in zip(ingredient.tensors(), local.tensors(), strict=True):
-        assert torch.equal(a, b), name
-    assert "model.safetensors" in hub.downloaded_files("alice/tiny")
-    assert load_ingredient(f"alice/tiny@{sha[:7]}").revision == sha

@@ -28,7 +28,8 @@ EXTRAS = {
     "onnx/model.safetensors": b"a safetensors file outside the root",
     "train.py": b"print('remote code')",
 }
-METADATA = {"config.json", "tokenizer.json", "tokenizer_config.json"}
+# The model card travels too: its metadata (license, base_model) goes into the soup's card.
+METADATA = {"config.json", "README.md", "tokenizer.json", "tokenizer_config.json"}
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ def test_pull_records_the_resolved_sha_and_downloads_only_safetensors(hub, tiny_
     assert files[0].read_bytes() == hub.repos["alice/tiny"].commits[tiny_repo].files["model.safetensors"]
     assert (source.metadata_dir() / "config.json").is_file()
 
-    # Only config, tokenizer and weights travelled; no README, pickle, onnx or code file.
+    # Only config, card, tokenizer and weights travelled; no pickle, onnx or code file.
     assert hub.downloaded_files("alice/tiny") == METADATA | {"model.safetensors"}
     assert cached_files(isolated_hf_home) == METADATA | {"model.safetensors"}
 
@@ -309,7 +310,7 @@ def test_missing_full_sha(hub, tiny_repo):
         source.metadata_dir()
 
 
-def test_hub_unreachable(isolated_hf_home, monkeypatch):
+def test_hub_unreachable(isolated_hf_home, monkeypatch, tiny_ingredient_dirs):
     with socket.socket() as sock:  # a port on which nothing listens
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -319,7 +320,7 @@ def test_hub_unreachable(isolated_hf_home, monkeypatch):
         HubSource("alice/tiny")
     one_line(err)
     with pytest.raises(HubUnreachableError, match=url):
-        push_folder(isolated_hf_home, "alice/soup", token=HubServer.ALICE)
+        push_folder(tiny_ingredient_dirs[0], "alice/soup", token=HubServer.ALICE)
 
 
 def test_offline_with_empty_cache(hub, monkeypatch):
