@@ -38,6 +38,9 @@ class FinetuneRecipe:
         ema_decay: the decay of each run's `EmaTrainerCallback`; both the raw and the EMA weights of each
             run become ingredients, so a greedy soup can choose between them. `None` trains without EMA.
         learning_rate: the default learning rate of every run.
+        head_seed: the seed of the task head, drawn once and shared by every run (soups need one shared
+            initialization); `None` draws a new head in each run from the run's seed (only for comparisons:
+            such runs do not soup).
     """
 
     base: str
@@ -48,6 +51,7 @@ class FinetuneRecipe:
     max_length: int = 64
     ema_decay: float | None = 0.99
     learning_rate: float = 5e-5
+    head_seed: int | None = 0
 
     def __post_init__(self):
         _check_types(self, "finetune")
@@ -313,6 +317,6 @@ def load_recipe(path: str | Path, **overrides) -> MergeRecipe:
         data = _replayed(load_soup_yaml(path))
     data.update({key: value for key, value in overrides.items() if value is not None})
     try:
-        return _build(MergeRecipe, data, str(path))
+        return _build(MergeRecipe, data, "recipe")
     except RecipeError as error:
         raise RecipeError(f"{path}: {error}") from error
