@@ -44,7 +44,7 @@ def ema_decay(
         ```python
         >>> ema_decay(0, 0.999, warmup=False)
         0.999
-        >>> ema_decay(0, 0.999)  # the first warmed-up update copies the weights
+        >>> ema_decay(0, 0.999)  # the ramp starts at 0 (`EmaSettings` makes the first update a copy)
         0.0
         ```
     """
@@ -52,6 +52,16 @@ def ema_decay(
         return decay
     ramp = 1.0 - (1.0 + step / warmup_gamma) ** -warmup_power
     return max(min_decay, min(decay, ramp))
+
+
+def _like(reference: torch.Tensor, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """`tensors` in the dtype and on the device of `reference`, converting only those that differ."""
+    return [
+        t
+        if (t.dtype == reference.dtype and t.device == reference.device)
+        else t.to(reference.device, reference.dtype)
+        for t in tensors
+    ]
 
 
 @torch.no_grad()
@@ -67,14 +77,8 @@ def lerp_(targets: Sequence[torch.Tensor], sources: Sequence[torch.Tensor], weig
         sources: tensors of the same shapes.
         weight: the interpolation weight, in [0, 1].
     """
-    if not targets:
-        return
-    ref = targets[0]
-    sources = [
-        s if (s.dtype == ref.dtype and s.device == ref.device) else s.to(ref.device, ref.dtype)
-        for s in sources
-    ]
-    torch._foreach_lerp_(list(targets), sources, weight)
+    if targets:
+        torch._foreach_lerp_(list(targets), _like(targets[0], sources), weight)
 
 
 @torch.no_grad()
@@ -98,11 +102,5 @@ def add_scaled_(accumulators: Sequence[torch.Tensor], values: Sequence[torch.Ten
         values: tensors of the same shapes (converted to the accumulators' dtype and device if needed).
         scale: the weight of this term.
     """
-    if not accumulators:
-        return
-    ref = accumulators[0]
-    values = [
-        v if (v.dtype == ref.dtype and v.device == ref.device) else v.to(ref.device, ref.dtype)
-        for v in values
-    ]
-    torch._foreach_add_(list(accumulators), values, alpha=scale)
+    if accumulators:
+        torch._foreach_add_(list(accumulators), _like(accumulators[0], values), alpha=scale)

@@ -4,42 +4,82 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import logging
 import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from ..errors import InvalidSettingError
 from .model_ema import EmaSettings, ModelEma
+from .sharding import check_supported, model_sharding_problem, trainer_sharding_problem
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EMA_STATE_NAME", "EmaTrainerCallback"]
 
 EMA_STATE_NAME = "ema_state.safetensors"
+MAX_FRAMES = 16  # how many callers `_find_trainer` looks through
 
 
-def _find_trainer(callback: TrainerCallback) -> tuple[Trainer, str | None]:
-    """The Trainer whose event is being handled, and the checkpoint its training loop resumes from.
+def _find_trainer(callback: TrainerCallback) -> Trainer | None:
+    """The Trainer whose event is being handled: the nearest caller's `self` that is a Trainer holding `callback`.
 
-    The Trainer is the first caller frame's `self` that is a Trainer holding this callback.
-
-    Callbacks are not handed their Trainer, but evaluating on EMA weights safely (restoring the raw weights
-    even when evaluation raises) needs to wrap `Trainer.evaluate`, and an exact resume needs the checkpoint
-    folder; both live on the Trainer and in its training loop's frame.
+    Callback events are not handed their Trainer, and the callback needs it to wrap some of its methods (see
+    [`EmaTrainerCallback`]). Only the `self` of the nearest `MAX_FRAMES` callers is read, never another local
+    variable of the Trainer's code, so this holds as long as the Trainer calls its callbacks from one of its
+    own methods.
     """
-    frame = inspect.currentframe()
-    while frame is not None:
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, Trainer) and callback in candidate.callback_handler.callbacks:
-            trainer, resume = candidate, frame.f_locals.get("resume_from_checkpoint")
-            del frame
-            return trainer, resume
-        frame = frame.f_back
-    raise RuntimeError("EmaTrainerCallback must be used through transformers.Trainer(callbacks=[...]).")
+    frame = sys._getframe(1)
+    try:
+        for _ in range(MAX_FRAMES):
+            if frame is None:
+                break
+            candidate = frame.f_locals.get("self")
+            handler = getattr(candidate, "callback_handler", None)
+            if isinstance(candidate, Trainer) and callback in getattr(handler, "callbacks", ()):
+                return candidate
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
+
+
+def _patch(owner: object, name: str, make: Callable[[Callable], Callable]) -> Callable[[], None]:
+    """Set `owner.name` to `make(owner.name)` on this instance only; returns the function that undoes it."""
+    had, before = name in vars(owner), vars(owner).get(name)
+    setattr(owner, name, make(getattr(owner, name)))
+
+    def undo() -> None:
+        if had:
+            setattr(owner, name, before)
+        else:
+            vars(owner).pop(name, None)
+
+    return undo
+
+
+@contextmanager
+def _silenced(trainer: Trainer) -> Iterator[None]:
+    """Evaluations inside the block neither log nor fire `on_evaluate`: the caller does both, once."""
+    undo = [
+        _patch(trainer, "log", lambda log: lambda logs, *args, **kwargs: None),
+        _patch(
+            trainer.callback_handler,
+            "on_evaluate",
+            lambda on_evaluate: lambda args, state, control, *rest, **kwargs: control,
+        ),
+    ]
+    try:
+        yield
+    finally:
+        for step in reversed(undo):
+            step()
 
 
 class EmaTrainerCallback(TrainerCallback):
@@ -50,20 +90,37 @@ class EmaTrainerCallback(TrainerCallback):
     - The EMA starts from the model's weights when training begins and is updated once per optimizer step
       (after gradient accumulation, never per micro-batch), in fp32 whatever the model's dtype.
     - Every evaluation runs on the EMA weights and reports them under the usual `eval_` names, so
-      `metric_for_best_model` and `load_best_model_at_end` choose on the EMA. With `report_raw_metrics=True`
-      the raw weights are evaluated too, as `eval_raw_...`. Training always continues on the raw weights: they
-      are put back after each evaluation, even when it raises.
-    - Every `checkpoint-N` folder gets the EMA state (`ema_state.safetensors`: weights, update counters and
-      settings), and `trainer.train(resume_from_checkpoint=...)` restores it, so an interrupted and resumed run
-      ends with the same EMA as an uninterrupted one. A checkpoint without EMA state gives a warning and a
-      fresh EMA of the resumed weights.
+      `metric_for_best_model`, `load_best_model_at_end` and `EarlyStoppingCallback` choose on the EMA. With
+      `report_raw_metrics=True` the raw weights are evaluated too, and their `eval_raw_...` metrics join the
+      same log entry and the same single `on_evaluate` event. Training always continues on the raw weights:
+      they are put back after each evaluation, even when it raises.
+    - Every checkpoint the Trainer writes gets the EMA state (`ema_state.safetensors`: weights, update
+      counters and settings), written into the folder right after the model, before the optimizer, before
+      any push to the Hub (`hub_strategy="checkpoint"` or `"all_checkpoints"`), and also for the
+      just-in-time checkpoint taken on SIGTERM (`enable_jit_checkpoint=True`). `trainer.train(
+      resume_from_checkpoint=...)` restores it, so an interrupted and resumed run ends with the same EMA as an
+      uninterrupted one (from a JIT checkpoint taken mid-step, as exactly as transformers resumes the raw
+      weights). A checkpoint without EMA state gives a warning and a fresh EMA of the resumed weights.
     - When training ends the model holds the EMA weights (of the best checkpoint with
       `load_best_model_at_end`), so `trainer.save_model()` and `trainer.push_to_hub()` publish them; with
       `load_ema_at_end=False` it keeps the raw weights. `save_raw_to=DIR` first saves the raw weights (and
       the tokenizer) as a model folder, to publish next to the EMA, e.g. as a branch of the same Hub repo
       (`hfsoup push DIR user/model --revision raw`), so `user/model@raw` can join a soup.
     - Under DDP every rank keeps an identical EMA and only the main process writes it. Under FSDP2 each rank
-      keeps and saves the EMA of its own shard (see [`ModelEma`] for ZeRO-3).
+      keeps and saves the EMA of its own shard. DeepSpeed ZeRO-3 and FSDP1 are refused when training begins
+      (see [`ModelEma`]).
+
+    How it reaches the Trainer: events do not pass it, so when the Trainer is built (`on_init_end`) and
+    when training begins the callback looks through its nearest callers for the Trainer holding it (their
+    `self` only). It then wraps, on that Trainer instance only and until training ends, `save_model` (so
+    each `checkpoint-N` folder the Trainer saves gets the EMA state, wherever the run folder is, as under
+    hyperparameter search) and `evaluate`; from construction on it also wraps `train` to remember its
+    `resume_from_checkpoint` argument. Resuming is recognised by `state.global_step > 0` when training
+    begins; a callback added with `trainer.add_callback` after construction does not see the argument and
+    looks for `<output_dir>/checkpoint-<global_step>`. Tested with transformers 5.24 only; hfsoup's
+    pyproject.toml requires transformers >= 5.0. What it relies on is public: the `train`, `save_model`,
+    `evaluate` and `log` methods and `callback_handler` of `Trainer`, `PREFIX_CHECKPOINT_DIR`, and the
+    Trainer saving each checkpoint's model with `save_model` before its optimizer state and its push.
 
     The averaging settings (`decay`, `warmup`, `warmup_gamma`, `warmup_power`, `min_decay`, `start_step`,
     `update_every`, `device`, `include_buffers`) are those of [`ModelEma`], documented there with their
@@ -79,7 +136,9 @@ class EmaTrainerCallback(TrainerCallback):
             [`ModelEma`] settings, documented there.
 
     Raises:
-        InvalidSettingError: at construction, if a setting is outside its allowed values.
+        InvalidSettingError: at construction, if a setting is outside its allowed values; when training
+            begins, if the model is sharded by DeepSpeed ZeRO-3 or FSDP1, or the callback is not held by a
+            `Trainer`.
 
     Example:
         ```python
@@ -125,30 +184,43 @@ class EmaTrainerCallback(TrainerCallback):
         self.save_raw_to = save_raw_to
         self.ema: ModelEma | None = None
         self._trainer: Trainer | None = None
+        self._model: torch.nn.Module | None = None
+        self._resume_from: str | os.PathLike | bool | None = None
+        self._undo: list[Callable[[], None]] = []
 
     # -- events -------------------------------------------------------------------------------------------
+    def on_init_end(self, args, state, control, **kwargs):
+        trainer = _find_trainer(self)
+        if trainer is not None:
+            _patch(trainer, "train", self._train_recording_resume)
+
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        trainer, resume_from_checkpoint = _find_trainer(self)
+        self._unhook()  # in case an earlier run raised before `on_train_end`
+        trainer = _find_trainer(self)
+        if trainer is None:
+            raise InvalidSettingError(
+                "EmaTrainerCallback found no transformers.Trainer holding it; pass it to "
+                "Trainer(callbacks=[...]) or trainer.add_callback(...)."
+            )
+        check_supported(
+            trainer_sharding_problem(args, getattr(trainer, "accelerator", None))
+            or model_sharding_problem(model, getattr(trainer, "model_wrapped", None))
+        )
         self.ema = ModelEma(model, device=self.device, **dataclasses.asdict(self.settings))
-        if resume_from_checkpoint is not None:
-            self._load(Path(resume_from_checkpoint), state)
-        self._trainer = trainer
-        trainer.evaluate = self._evaluate_on_ema(trainer, model)
+        self._trainer, self._model = trainer, model
+        if state.global_step > 0:  # the Trainer resumed from a checkpoint
+            self._load(self._resume_folder(args, state), state)
+        self._undo = [
+            _patch(trainer, "save_model", self._save_model_with_ema),
+            _patch(trainer, "evaluate", self._evaluate_on_ema),
+        ]
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.ema.update(model, state.global_step)
+    def on_step_end(self, args, state, control, **kwargs):
+        self._catch_up(state.global_step)
 
-    def on_save(self, args, state, control, **kwargs):
-        checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        if self.ema.is_sharded or state.is_world_process_zero:
-            path = checkpoint / self._file_name()
-            self.ema.save(path)
-            logger.info("Saved the EMA state of step %d to %s.", state.global_step, path)
-
-    def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
-        if self._trainer is not None:
-            self._trainer.__dict__.pop("evaluate", None)  # back to the class's own evaluate
-            self._trainer = None
+    def on_train_end(self, args, state, control, processing_class=None, **kwargs):
+        self._unhook()
+        model = self._model
         if self.save_raw_to is not None and state.is_world_process_zero:
             model.save_pretrained(self.save_raw_to)
             if processing_class is not None:
@@ -162,11 +234,42 @@ class EmaTrainerCallback(TrainerCallback):
         self.ema.copy_to(model)
 
     # -- helpers ------------------------------------------------------------------------------------------
+    def _unhook(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo, self._trainer = [], None
+
+    def _catch_up(self, step: int) -> None:
+        """Fold in the weights of optimizer step `step`, unless that is done already.
+
+        A checkpoint can come first: the JIT checkpoint callback saves in its own `on_step_end`, which runs
+        before this one's.
+        """
+        if self.ema.last_step < step:
+            self.ema.update(self._model, step)
+
     def _file_name(self) -> str:
         if not self.ema.is_sharded:
             return EMA_STATE_NAME
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         return f"ema_state-rank{rank:05d}-of-{world:05d}.safetensors"
+
+    def _save_state(self, checkpoint: Path, step: int) -> None:
+        self._catch_up(step)
+        if self.ema.is_sharded or self._trainer.is_world_process_zero():
+            checkpoint.mkdir(parents=True, exist_ok=True)
+            path = checkpoint / self._file_name()
+            self.ema.save(path)
+            logger.info("Saved the EMA state of step %d to %s.", step, path)
+
+    def _resume_folder(self, args, state) -> Path:
+        """The checkpoint the Trainer resumed from: `train`'s argument if seen, else the run's newest folder."""
+        resume = self._resume_from
+        if isinstance(resume, (str, os.PathLike)):
+            return Path(resume)
+        if resume is True and (last := get_last_checkpoint(args.output_dir)) is not None:
+            return Path(last)
+        return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
 
     def _load(self, checkpoint: Path, state) -> None:
         path = checkpoint / self._file_name()
@@ -182,24 +285,55 @@ class EmaTrainerCallback(TrainerCallback):
             )
             self.ema.last_step = state.global_step
 
-    def _evaluate_on_ema(self, trainer: Trainer, model: torch.nn.Module):
-        """`trainer.evaluate`, run on the EMA weights (then on the raw ones if asked), raw weights restored."""
-        evaluate = type(trainer).evaluate.__get__(trainer)
-        busy = False
+    # -- the Trainer methods wrapped ------------------------------------------------------------------------
+    def _train_recording_resume(self, train: Callable) -> Callable:
+        """`trainer.train`, remembering its `resume_from_checkpoint` for `on_train_begin`."""
+
+        @functools.wraps(train)
+        def train_recording_resume(resume_from_checkpoint=None, *args, **kwargs):
+            self._resume_from = resume_from_checkpoint
+            return train(resume_from_checkpoint, *args, **kwargs)
+
+        return train_recording_resume
+
+    def _save_model_with_ema(self, save_model: Callable) -> Callable:
+        """`trainer.save_model`, followed by the EMA state when the folder is this step's checkpoint.
+
+        The Trainer writes every checkpoint (`_save_checkpoint`, the JIT checkpoint, Ray Tune's) by saving the
+        model into `<run folder>/checkpoint-<global_step>` first, then the optimizer, then pushes: the EMA
+        state lands in the very folder the Trainer chose, before anything reads it.
+        """
+
+        @functools.wraps(save_model)
+        def save_model_with_ema(output_dir: str | None = None, *args, **kwargs):
+            save_model(output_dir, *args, **kwargs)
+            step = self._trainer.state.global_step
+            if output_dir is not None and Path(output_dir).name == f"{PREFIX_CHECKPOINT_DIR}-{step}":
+                self._save_state(Path(output_dir), step)
+
+        return save_model_with_ema
+
+    def _evaluate_on_ema(self, evaluate: Callable) -> Callable:
+        """`trainer.evaluate` on the EMA weights (and on the raw ones if asked), raw weights restored after."""
+        trainer = self._trainer
 
         @functools.wraps(evaluate)
         def evaluate_on_ema(eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-            nonlocal busy
-            if busy:  # Trainer.evaluate calls itself once per dataset of a dict: we swapped already
+            dataset = eval_dataset if eval_dataset is not None else trainer.eval_dataset
+            if isinstance(dataset, dict):  # Trainer.evaluate calls trainer.evaluate (this) once per dataset
                 return evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            busy = True
-            try:
-                with self.ema.swapped_into(model):
+            if not self.report_raw_metrics:
+                with self.ema.swapped_into(self._model):
+                    return evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            with _silenced(trainer):
+                with self.ema.swapped_into(self._model):
                     metrics = evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-                if self.report_raw_metrics:
-                    metrics.update(evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_raw"))
-            finally:
-                busy = False
+                metrics.update(evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_raw"))
+            # What Trainer.evaluate does with its metrics, done once for both evaluations.
+            trainer.log(metrics)
+            trainer.control = trainer.callback_handler.on_evaluate(
+                trainer.args, trainer.state, trainer.control, metrics
+            )
             return metrics
 
         return evaluate_on_ema

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -10,17 +9,17 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..averaging import ema_decay, lerp_
+from ..averaging import ema_decay
 from ..errors import InvalidSettingError
+from .mixed_lerp import mixed_lerp_
+from .sharding import check_supported, model_sharding_problem
+from .state import STATE_FORMAT, check_state_tensors, read_state, write_state
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EmaSettings", "ModelEma"]
-
-STATE_FORMAT = "hfsoup-ema/1"
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,13 @@ class EmaSettings:
             raise InvalidSettingError("Invalid EMA settings: " + "; ".join(problems) + ".")
 
     def decay_for_update(self, num_updates: int) -> float:
-        """The decay of the update that follows `num_updates` earlier updates."""
+        """The decay of the update that follows `num_updates` earlier updates.
+
+        With warm-up the first update (`num_updates == 0`) copies the weights (decay 0) whatever `min_decay`
+        is, as timm's `ModelEmaV3` does; later ones follow [`~hfsoup.averaging.ema_decay`].
+        """
+        if self.warmup and num_updates == 0:
+            return 0.0
         return ema_decay(
             num_updates,
             self.decay,
@@ -77,32 +82,6 @@ def _local(tensor: torch.Tensor) -> torch.Tensor:
     return to_local() if to_local is not None else tensor
 
 
-STAGING_ELEMENTS = 1 << 20  # elements converted at a time through the staging buffer (4 MiB of fp32)
-STAGING_MIN_ELEMENTS = 1 << 16  # smaller weights of another dtype or device are converted whole
-
-
-def _staged_lerp(pairs: list[tuple[torch.Tensor, torch.Tensor]], weight: float) -> None:
-    """`lerp_` of shadow tensors towards weights of another dtype or device, `STAGING_ELEMENTS` at a time.
-
-    Converting a whole weight (bf16 to fp32, or GPU to a CPU shadow) allocates a fresh tensor at every
-    update; on CPU each large allocation is new memory whose page faults made a bf16 update several times
-    slower than an fp32 one (benchmarks/ema_overhead.py). Here each large weight goes through one reusable
-    4 MiB buffer per shadow device and dtype instead, chunk by chunk, with synchronous copies; small ones
-    (under 64Ki elements: biases, norms) are cheaper to convert whole, in `ModelEma._lerp`.
-    """
-    buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-    for target, source in pairs:
-        key = (target.device, target.dtype)
-        if key not in buffers:
-            buffers[key] = torch.empty(STAGING_ELEMENTS, device=target.device, dtype=target.dtype)
-        flat_target, flat_source = target.view(-1), source.view(-1)
-        for start in range(0, flat_target.numel(), STAGING_ELEMENTS):
-            part = flat_target[start : start + STAGING_ELEMENTS]
-            buffer = buffers[key][: part.numel()]
-            buffer.copy_(flat_source[start : start + part.numel()])
-            lerp_([part], [buffer], weight)
-
-
 class ModelEma:
     """An exponential moving average of a model's weights, kept in an fp32 shadow.
 
@@ -111,9 +90,11 @@ class ModelEma:
 
     - `decay=0.9999`: the average spans about `1 / (1 - decay)` = 10,000 steps. Fine-tuning runs of a few
       thousand steps want 0.999 or 0.99.
-    - `warmup=True`: `d_t = clamp(1 - (1 + t / warmup_gamma) ** -warmup_power, min_decay, decay)`, as timm's
-      `ModelEmaV3`, so the first update copies the weights and the average forgets its starting point fast.
-      With `warmup=False`, `d_t = decay` from the first step.
+    - `warmup=True`: as timm's `ModelEmaV3`, the first update copies the weights (decay 0, whatever
+      `min_decay` is), and the update after `k >= 1` earlier ones uses
+      `clamp(1 - (1 + k / warmup_gamma) ** -warmup_power, min_decay, decay)`, so the average forgets its
+      starting point fast. With `warmup=False` the decay is `decay` from the first update (timm copies on
+      the first update even then; here the shadow starts as a copy of the weights anyway).
     - `start_step=0`, `update_every=1`: before `start_step` the shadow copies the weights; then one update
       every `update_every` optimizer steps, each with the decay above (the warm-up counts updates, not steps).
     - The shadow is fp32 (fp64 for fp64 weights) whatever the model's dtype: a bf16 shadow at decay 0.9999
@@ -125,9 +106,10 @@ class ModelEma:
 
     Sharded models (FSDP2, whose parameters are `DTensor`s) are handled shard by shard: each process keeps
     the EMA of its own shard, updates it locally without communication, and saves its own shard. DeepSpeed
-    ZeRO-3 is not supported: its parameters are empty placeholders outside `GatheredParameters`, so the
-    EMA must instead be kept from the optimizer's fp32 partitions (`engine.optimizer.fp32_partitioned_groups_flat`),
-    one partition per rank, which is the design to follow when a ZeRO-3 machine is available to test it.
+    ZeRO-3 and FSDP1 are refused at construction: ZeRO-3's parameters are empty placeholders outside
+    `GatheredParameters` and FSDP1's are flat vectors. A ZeRO-3 EMA would have to be kept from the
+    optimizer's fp32 partitions (`engine.optimizer.fp32_partitioned_groups_flat`), one per rank, which is
+    the design to follow when a ZeRO-3 machine is available to test it.
 
     Args:
         model: the model whose weights are averaged; the shadow starts as a copy of its weights.
@@ -142,7 +124,8 @@ class ModelEma:
         include_buffers: average floating-point buffers too.
 
     Raises:
-        InvalidSettingError: if a setting is outside its allowed values.
+        InvalidSettingError: if a setting is outside its allowed values, or the model is sharded by
+            DeepSpeed ZeRO-3 or FSDP1.
 
     Example:
         ```python
@@ -179,6 +162,7 @@ class ModelEma:
             update_every=update_every,
             include_buffers=include_buffers,
         )
+        check_supported(model_sharding_problem(model))
         self.device = torch.device(device) if device is not None else None
         self.num_updates = 0
         self.last_step = 0
@@ -212,13 +196,20 @@ class ModelEma:
                 yield name, buffer
 
     def _model_tensors(self, model: nn.Module, names: dict[str, torch.Tensor], source) -> list[torch.Tensor]:
+        """The model's tensors of `names`, in order, after checking that each exists with the EMA's shape."""
         found = {name: _local(tensor) for name, tensor in source(model) if name in names}
         if len(found) != len(names):
             missing = sorted(set(names) - set(found))[:5]
             raise InvalidSettingError(
                 f"The model does not match its EMA: {len(names) - len(found)} tensors are missing "
-                f"(first: {missing}). Build the EMA from the model you update."
+                f"(first: {missing}); use the model the EMA was built from."
             )
+        for name, expected in names.items():
+            if found[name].shape != expected.shape:
+                raise InvalidSettingError(
+                    f"The model does not match its EMA: tensor {name!r} has shape {tuple(found[name].shape)} "
+                    f"in the model but {tuple(expected.shape)} in the EMA; use the model the EMA was built from."
+                )
         return [found[name] for name in names]
 
     # -- the average --------------------------------------------------------------------------------------
@@ -241,48 +232,37 @@ class ModelEma:
         Args:
             model: the model being trained (the same architecture the EMA was built from).
             step: the optimizer step just taken, counted from 1; defaults to the previous step plus one.
+
+        Raises:
+            InvalidSettingError: if a tensor of the EMA is missing from `model` or has another shape there;
+                the EMA and its counters are then left unchanged.
         """
         step = self.last_step + 1 if step is None else step
+        weights = self._model_tensors(model, self.shadow, self._averaged)  # checked before any change
+        buffers = self._model_tensors(model, self.copied, self._copied)
         decay = self.decay_at(step)
         self.last_step = step
         if decay is None:
             return
         if step > self.settings.start_step:
             self.num_updates += 1
-        weights = self._model_tensors(model, self.shadow, self._averaged)
-        self._lerp(list(self.shadow.values()), weights, 1.0 - decay)
+        mixed_lerp_(list(self.shadow.values()), weights, 1.0 - decay)
         if self.copied:
-            buffers = self._model_tensors(model, self.copied, self._copied)
             torch._foreach_copy_(list(self.copied.values()), [b.to(self.device or b.device) for b in buffers])
-
-    @staticmethod
-    def _lerp(shadow: list[torch.Tensor], weights: list[torch.Tensor], weight: float) -> None:
-        groups: dict[tuple[torch.device, torch.dtype], tuple[list, list]] = {}
-        staged = []
-        for target, source in zip(shadow, weights, strict=True):
-            if (source.dtype, source.device) != (target.dtype, target.device):
-                if (
-                    source.numel() >= STAGING_MIN_ELEMENTS
-                    and target.is_contiguous()
-                    and source.is_contiguous()
-                ):
-                    staged.append((target, source))
-                    continue
-                source = source.to(target.device, target.dtype)  # small: a synchronous copy is cheap
-            pair = groups.setdefault((target.device, target.dtype), ([], []))
-            pair[0].append(target)
-            pair[1].append(source)
-        for targets, sources in groups.values():
-            lerp_(targets, sources, weight)
-        _staged_lerp(staged, weight)
 
     # -- using the average --------------------------------------------------------------------------------
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
-        """Write the EMA weights into `model` (cast to its dtypes), replacing its raw weights."""
-        for names, source in ((self.shadow, self._averaged), (self.copied, self._copied)):
-            targets = self._model_tensors(model, names, source)
-            for target, value in zip(targets, names.values(), strict=True):
+        """Write the EMA weights into `model` (cast to its dtypes), replacing its raw weights.
+
+        Raises:
+            InvalidSettingError: if a tensor of the EMA is missing from `model` or has another shape there;
+                `model` is then left unchanged.
+        """
+        groups = [(self.shadow, self._averaged), (self.copied, self._copied)]
+        targets = [self._model_tensors(model, names, source) for names, source in groups]  # all checked first
+        for (names, _), group in zip(groups, targets, strict=True):
+            for target, value in zip(group, names.values(), strict=True):
                 target.copy_(value)
 
     @contextmanager
@@ -291,6 +271,9 @@ class ModelEma:
 
         The raw weights come back even when the block raises. It costs a copy of the raw weights, in the
         model's dtype and on its device, while the block runs.
+
+        Raises:
+            InvalidSettingError: as [`copy_to`], before the model is changed.
 
         Example:
             ```python
@@ -329,23 +312,20 @@ class ModelEma:
         """Restore a [`state_dict`]; the tensors must match this EMA's names and shapes.
 
         Settings saved in the state that differ from this EMA's are reported with a warning; this EMA keeps
-        its own settings, so a resumed run can change, say, the decay on purpose.
+        its own settings, so a resumed run can change, say, the decay on purpose. Everything is checked
+        before anything changes.
 
         Raises:
-            InvalidSettingError: if the state's tensors do not match the model's.
+            InvalidSettingError: if the state's tensors do not match the model's (the message names the first
+                tensor that differs) or its settings are invalid.
         """
-        tensors = state["tensors"]
-        expected = {**self.shadow, **self.copied}
-        if set(tensors) != set(expected) or any(tensors[n].shape != t.shape for n, t in expected.items()):
-            raise InvalidSettingError(
-                "The saved EMA state does not match the model (different tensor names or shapes); "
-                "resume with the model the EMA was saved from."
-            )
+        tensors, expected = state["tensors"], {**self.shadow, **self.copied}
+        check_state_tensors(tensors, expected)
+        saved = EmaSettings(**state["settings"])
+        num_updates, last_step = int(state["num_updates"]), int(state["last_step"])
         for name, target in expected.items():
             target.copy_(tensors[name])
-        self.num_updates = int(state["num_updates"])
-        self.last_step = int(state["last_step"])
-        saved = EmaSettings(**state["settings"])
+        self.num_updates, self.last_step = num_updates, last_step
         if saved != self.settings:
             logger.warning(
                 "Resuming an EMA saved with settings %s; continuing with %s.", saved, self.settings
@@ -353,22 +333,22 @@ class ModelEma:
 
     def save(self, path: str | os.PathLike) -> None:
         """Save the state to one safetensors file (the counters and settings go into its metadata)."""
-        state = self.state_dict()
-        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state.pop("tensors").items()}
-        save_file(tensors, str(path), metadata={"hfsoup_ema": json.dumps(state)})
+        write_state(self.state_dict(), path)
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore the state saved by [`save`] from a safetensors file.
 
         Raises:
-            InvalidSettingError: if the file holds no hfsoup EMA state or does not match the model.
+            InvalidSettingError: if the file is missing, unreadable (truncated, corrupt), holds no hfsoup EMA
+                state, or does not match the model; the message names the file or the tensor.
         """
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        if "hfsoup_ema" not in metadata:
-            raise InvalidSettingError(f"{path} holds no hfsoup EMA state (no 'hfsoup_ema' metadata).")
-        state = json.loads(metadata["hfsoup_ema"])
-        state["tensors"] = load_file(str(path))
-        self.load_state_dict(state)
+        state = read_state(path)
+        try:
+            self.load_state_dict(state)
+        except InvalidSettingError as error:
+            raise InvalidSettingError(f"{path}: {error}") from error
+        except TypeError as error:  # settings fields this version does not know
+            raise InvalidSettingError(
+                f"{path} holds EMA settings this version of hfsoup cannot read ({error}); "
+                "load it with the hfsoup version that saved it."
+            ) from error

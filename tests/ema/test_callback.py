@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import torch
 from datasets import Dataset
 from safetensors.torch import load_file
 from tiny_models import tiny_bert
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from hfsoup import EmaTrainerCallback, InvalidSettingError, ModelEma
 from hfsoup.ema.callback import EMA_STATE_NAME
@@ -270,3 +272,156 @@ def test_minilm_ema_follows_the_recurrence(tmp_path, minilm_dir):
     expected = float64_ema(recorder, start, 0.9, warmup=True)
     for name, value in expected.items():
         torch.testing.assert_close(callback.ema.shadow[name].double(), value, rtol=1e-5, atol=1e-6)
+
+
+# -- finding the Trainer and the checkpoint it resumed from -----------------------------------------------
+class HelperTrainer(Trainer):
+    """A Trainer whose training loop announces `on_train_begin` from a helper method, as a refactor might:
+    the nearest Trainer frame then holds no `resume_from_checkpoint` local."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        begin = self.callback_handler.on_train_begin
+        self.callback_handler.on_train_begin = lambda *a: self._announce_begin(begin, *a)
+
+    def _announce_begin(self, begin, args, state, control):
+        return begin(args, state, control)
+
+
+def make_helper_trainer(args, callbacks) -> Trainer:
+    return HelperTrainer(model=tiny_bert(seed=0), args=args, train_dataset=TRAIN, callbacks=callbacks)
+
+
+RESUME_SETTINGS = dict(max_steps=16, save_strategy="steps", save_steps=4)
+
+
+@pytest.fixture(scope="module")
+def straight_ema(tmp_path_factory):
+    """The EMA of an uninterrupted 16-step run, and the folder of a run stopped after step 8."""
+    folder = tmp_path_factory.mktemp("resume")
+    straight = EmaTrainerCallback(decay=0.9)
+    make_helper_trainer(make_args(folder / "a", **RESUME_SETTINGS), [straight]).train()
+    make_helper_trainer(
+        make_args(folder / "b", **RESUME_SETTINGS), [EmaTrainerCallback(decay=0.9), StopAt(8)]
+    ).train()
+    return straight.ema, folder / "b"
+
+
+def assert_same_ema(resumed: EmaTrainerCallback, straight: ModelEma) -> None:
+    assert (resumed.ema.num_updates, resumed.ema.last_step) == (16, 16)
+    for name, value in straight.shadow.items():
+        torch.testing.assert_close(resumed.ema.shadow[name], value, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("how", ["path", "true", "moved"])
+def test_resume_needs_no_local_variable_of_the_training_loop(tmp_path, straight_ema, how):
+    straight, stopped = straight_ema
+    run = tmp_path / "run"
+    shutil.copytree(stopped, run)
+    resume = {"path": str(run / "checkpoint-8"), "true": True, "moved": str(tmp_path / "last-checkpoint")}[
+        how
+    ]
+    if how == "moved":  # e.g. the `last-checkpoint` folder of a Hub repo, downloaded elsewhere
+        shutil.move(run / "checkpoint-8", tmp_path / "last-checkpoint")
+    resumed = EmaTrainerCallback(decay=0.9)
+    make_helper_trainer(make_args(run, **RESUME_SETTINGS), [resumed]).train(resume_from_checkpoint=resume)
+    assert_same_ema(resumed, straight)
+
+
+def test_callback_added_after_construction_resumes_from_the_run_folder(tmp_path, straight_ema):
+    straight, stopped = straight_ema
+    shutil.copytree(stopped, tmp_path / "run")
+    trainer = make_helper_trainer(make_args(tmp_path / "run", **RESUME_SETTINGS), [])
+    resumed = EmaTrainerCallback(decay=0.9)
+    trainer.add_callback(resumed)
+    trainer.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-8"))
+    assert_same_ema(resumed, straight)
+
+
+# -- the folder the Trainer writes its checkpoints to ---------------------------------------------------------
+class RunFolderTrainer(Trainer):
+    """Writes its checkpoints under `output_dir/run-7`, as hyperparameter search does (`_get_output_dir`)."""
+
+    def _get_output_dir(self, trial):
+        return os.path.join(self.args.output_dir, "run-7")
+
+
+def test_ema_state_goes_to_the_folder_the_trainer_wrote(tmp_path):
+    callback = EmaTrainerCallback(decay=0.9)
+    args = make_args(tmp_path, max_steps=8, save_strategy="steps", save_steps=4)
+    RunFolderTrainer(model=tiny_bert(seed=0), args=args, train_dataset=TRAIN, callbacks=[callback]).train()
+    for step in (4, 8):
+        checkpoint = tmp_path / "run-7" / f"checkpoint-{step}"
+        assert (checkpoint / "model.safetensors").is_file()
+        ema = ModelEma(tiny_bert(seed=0), decay=0.9)
+        ema.load(checkpoint / EMA_STATE_NAME)
+        assert (ema.num_updates, ema.last_step) == (step, step)
+    assert not (tmp_path / "checkpoint-4").exists()
+    torch.testing.assert_close(ema.shadow["classifier.weight"], callback.ema.shadow["classifier.weight"])
+
+
+# -- raw metrics without a second on_evaluate ---------------------------------------------------------------
+class EvaluateProbe(TrainerCallback):
+    def __init__(self):
+        self.metrics: list[dict] = []
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.metrics.append(dict(metrics))
+
+
+@pytest.fixture
+def transformers_warnings():
+    """Warnings logged by transformers (its library logger does not propagate to pytest's caplog)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    library = logging.getLogger("transformers")
+    library.addHandler(handler)
+    yield records
+    library.removeHandler(handler)
+
+
+def test_raw_metrics_join_the_single_evaluation_event(tmp_path, transformers_warnings):
+    probe, callback = EvaluateProbe(), EmaTrainerCallback(decay=0.9, report_raw_metrics=True)
+    args = make_args(
+        tmp_path,
+        eval_strategy="steps",
+        eval_steps=4,
+        save_strategy="steps",
+        save_steps=4,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+    )
+    stopper = EarlyStoppingCallback(early_stopping_patience=100)
+    trainer = make_trainer(args, [callback, stopper, probe])
+    trainer.train()
+
+    assert not [r for r in transformers_warnings if "early stopping" in r.getMessage()]
+    assert [m["eval_loss"] for m in probe.metrics] == [
+        m["eval_loss"] for m in probe.metrics if "eval_raw_loss" in m
+    ]
+    assert len(probe.metrics) == 3  # one event per evaluation, at steps 4, 8 and 12
+    logged = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    assert [entry["step"] for entry in logged] == [4, 8, 12]
+    assert all("eval_raw_loss" in entry and "eval_raw_accuracy" in entry for entry in logged)
+    assert not [
+        entry for entry in trainer.state.log_history if "eval_raw_loss" in entry and "eval_loss" not in entry
+    ]
+    assert stopper.early_stopping_patience_counter <= 3  # counted once per evaluation, on the EMA's loss
+    assert all(m["eval_loss"] != pytest.approx(m["eval_raw_loss"], rel=1e-6) for m in probe.metrics)
+
+
+def test_raw_metrics_with_several_eval_datasets(tmp_path):
+    probe, callback = EvaluateProbe(), EmaTrainerCallback(decay=0.9, report_raw_metrics=True)
+    args = make_args(tmp_path, max_steps=4, eval_strategy="steps", eval_steps=4)
+    trainer = make_trainer(args, [callback, probe])
+    trainer.eval_dataset = {"a": EVAL, "b": EVAL.select(range(16))}
+    trainer.train()
+    assert [sorted(k for k in m if k.endswith("_loss")) for m in probe.metrics] == [
+        ["eval_a_loss", "eval_a_raw_loss"],
+        ["eval_b_loss", "eval_b_raw_loss"],
+    ]
+    ema = ModelEma(tiny_bert(seed=0), decay=0.9)
+    ema.load_state_dict(callback.ema.state_dict())
+    on_ema = evaluate_weights(tmp_path, ema.shadow)
+    assert probe.metrics[0]["eval_a_loss"] == pytest.approx(on_ema["eval_loss"], rel=1e-6)

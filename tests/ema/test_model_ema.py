@@ -1,5 +1,9 @@
+import json
+
 import pytest
 import torch
+from safetensors.torch import save_file
+from tiny_models import tiny_bert
 from torch import nn
 
 from hfsoup import InvalidSettingError, ModelEma
@@ -16,9 +20,11 @@ class Net(nn.Module):
 
 
 def reference_decay(k, decay, warmup, gamma=1.0, power=2 / 3, min_decay=0.0):
-    """Independent float64 warm-up schedule: the update after k earlier updates."""
+    """Independent float64 warm-up schedule, as timm's ModelEmaV3: the update after k earlier updates."""
     if not warmup:
         return decay
+    if k == 0:  # the first warmed-up update copies the weights, whatever min_decay
+        return 0.0
     return min(decay, max(min_decay, 1.0 - (1.0 + k / gamma) ** (-power)))
 
 
@@ -150,3 +156,128 @@ def test_load_rejects_a_state_of_another_model(tmp_path):
 def test_bad_settings_fail_at_construction(kwargs, message):
     with pytest.raises(InvalidSettingError, match=message):
         ModelEma(Net(), **kwargs)
+
+
+# -- a model of other shapes (a 1-label head against a 2-label EMA) ----------------------------------------
+def snapshot(ema: ModelEma) -> tuple:
+    return (
+        ema.num_updates,
+        ema.last_step,
+        {name: t.clone() for name, t in {**ema.shadow, **ema.copied}.items()},
+    )
+
+
+def assert_unchanged(ema: ModelEma, before: tuple) -> None:
+    assert (ema.num_updates, ema.last_step) == before[:2]
+    for name, value in before[2].items():
+        assert torch.equal({**ema.shadow, **ema.copied}[name], value), name
+
+
+@pytest.mark.parametrize("step", [1, 2])  # the first update (a copy) and a later one
+def test_update_with_other_shapes_raises_and_changes_nothing(step):
+    ema = ModelEma(tiny_bert(seed=0, num_labels=2), decay=0.9)
+    if step == 2:
+        ema.update(tiny_bert(seed=1, num_labels=2), 1)
+    before = snapshot(ema)
+    with pytest.raises(InvalidSettingError, match=r"'classifier.weight'.*\(1, 32\).*\(2, 32\)") as error:
+        ema.update(tiny_bert(seed=2, num_labels=1), step)
+    assert "\n" not in str(error.value)
+    assert_unchanged(ema, before)
+
+
+def test_copy_to_and_swap_with_other_shapes_raise_and_leave_the_model_unchanged():
+    ema = ModelEma(tiny_bert(seed=0, num_labels=2), decay=0.9)
+    ema.update(tiny_bert(seed=1, num_labels=2), 1)
+    other = tiny_bert(seed=2, num_labels=1)
+    raw = {name: value.clone() for name, value in other.state_dict().items()}
+    with pytest.raises(InvalidSettingError, match=r"'classifier.weight'.*\(1, 32\).*\(2, 32\)"):
+        ema.copy_to(other)
+    with pytest.raises(InvalidSettingError, match=r"classifier\.weight"), ema.swapped_into(other):
+        pytest.fail("the block must not run with a model of other shapes")
+    for name, value in other.state_dict().items():
+        assert torch.equal(value, raw[name]), name
+
+
+def test_load_state_of_other_shapes_names_the_tensor_and_changes_nothing(tmp_path):
+    ModelEma(tiny_bert(seed=0, num_labels=2)).save(tmp_path / "ema.safetensors")
+    ema = ModelEma(tiny_bert(seed=1, num_labels=1))
+    before = snapshot(ema)
+    with pytest.raises(InvalidSettingError, match=r"'classifier.weight'.*\(2, 32\).*\(1, 32\)"):
+        ema.load(tmp_path / "ema.safetensors")
+    assert_unchanged(ema, before)
+
+
+# -- the first warmed-up update -------------------------------------------------------------------------
+@pytest.mark.parametrize("min_decay", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("start_step", [0, 3])
+def test_first_warmed_up_update_copies_the_weights_whatever_min_decay(min_decay, start_step):
+    model = Net()
+    ema = ModelEma(model, decay=0.9, min_decay=min_decay, start_step=start_step)
+    reference = {n: p.detach().double().clone() for n, p in model.named_parameters()}
+    first = start_step + 1
+    for step in train_steps(model, first + 5):
+        if step == first:
+            assert ema.decay_at(step) == 0.0
+        ema.update(model, step)
+        d = 0.0 if step < first else reference_decay(step - first, 0.9, True, min_decay=min_decay)
+        for name, param in model.named_parameters():
+            reference[name] = d * reference[name] + (1 - d) * param.detach().double()
+        if step == first:  # a copy, exactly
+            assert torch.equal(ema.shadow["linear.weight"], model.linear.weight.detach())
+    assert ema.num_updates == 6
+    for name, value in reference.items():
+        torch.testing.assert_close(ema.shadow[name].double(), value, rtol=1e-5, atol=1e-6)
+
+
+def test_without_warmup_the_first_update_uses_the_decay():
+    ema = ModelEma(Net(), decay=0.9, warmup=False, min_decay=0.5)
+    assert ema.decay_at(1) == 0.9
+
+
+# -- files that hold no readable EMA state ------------------------------------------------------------------
+def write_truncated(folder):
+    ModelEma(Net()).save(folder / "full.safetensors")
+    data = (folder / "full.safetensors").read_bytes()
+    (folder / "bad.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def write_garbage(folder):
+    (folder / "bad.safetensors").write_bytes(b"this is not a safetensors file at all")
+
+
+def write_weights_only(folder):
+    save_file({"linear.weight": torch.zeros(4, 8)}, str(folder / "bad.safetensors"))
+
+
+def write_bad_json(folder):
+    save_file({"x": torch.zeros(1)}, str(folder / "bad.safetensors"), metadata={"hfsoup_ema": "{not json"})
+
+
+def write_other_format(folder):
+    metadata = {"hfsoup_ema": json.dumps({"format": "hfsoup-ema/99", "num_updates": 1})}
+    save_file({"x": torch.zeros(1)}, str(folder / "bad.safetensors"), metadata=metadata)
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (None, "does not exist"),
+        (write_truncated, "not a readable safetensors file"),
+        (write_garbage, "not a readable safetensors file"),
+        (write_weights_only, "holds no hfsoup EMA state"),
+        (write_bad_json, "damaged"),
+        (write_other_format, "damaged"),
+    ],
+)
+def test_load_of_a_missing_foreign_or_damaged_file_raises_one_line(tmp_path, write, message):
+    if write is not None:
+        write(tmp_path)
+    path = tmp_path / "bad.safetensors"
+    ema = ModelEma(Net())
+    before = snapshot(ema)
+    with pytest.raises(InvalidSettingError) as error:
+        ema.load(path)
+    text = str(error.value)
+    assert message in text and str(path) in text and "\n" not in text
+    assert "pass an ema_state.safetensors" in text  # what to do
+    assert_unchanged(ema, before)
