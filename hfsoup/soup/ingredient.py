@@ -23,8 +23,8 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
-from ..errors import IngredientNotFoundError
-from ..sources import IngredientSource, TensorInfo, open_source
+from ..errors import IngredientNotFoundError, UnsafeWeightsError, first_line
+from ..sources import IngredientSource, TensorInfo, open_source, read_tensor_infos
 
 __all__ = ["Ingredient", "load_ingredient", "load_ingredients"]
 
@@ -65,10 +65,28 @@ class Ingredient:
     def __init__(self, source: IngredientSource, name: str | None = None):
         self.source = source
         self.name = name or source.reference
-        self.config: PretrainedConfig = AutoConfig.from_pretrained(
-            source.metadata_dir(), trust_remote_code=False
-        )
+        self.config: PretrainedConfig = self._load_config()
         self.label_permutation: list[int] | None = None
+
+    def _load_config(self) -> PretrainedConfig:
+        """The config, never with remote code; a one-line error naming `config.json` if transformers refuses it."""
+        folder = self.source.metadata_dir()  # outside the `try`: its own errors are hfsoup's already
+        try:
+            return AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        except (OSError, ValueError, KeyError) as error:
+            where = f"{self.reference}/config.json"
+            model_type = self.config_file.get("model_type")
+            if self.config_file.get("auto_map"):
+                raise UnsafeWeightsError(
+                    f"{where} declares custom code (auto_map) for model type {model_type!r}, which transformers "
+                    "does not know; hfsoup never runs a model's code, so it cannot read this model.",
+                    reference=self.reference,
+                ) from error
+            raise IngredientNotFoundError(
+                f"{where} is not a config transformers can load (model type {model_type!r}: "
+                f"{first_line(error).split('. ')[0]}); check the file, or upgrade transformers if the model type is new.",
+                reference=self.reference,
+            ) from error
 
     def reordered(self, permutation: list[int] | None) -> Ingredient:
         """The same ingredient, read with its classifier rows in another label order.
@@ -204,8 +222,9 @@ class Ingredient:
     def _file_of(self) -> dict[str, Path]:
         located: dict[str, Path] = {}
         for path in self.source.weight_files():
-            with safe_open(path, framework="pt") as handle:
-                located.update(dict.fromkeys(handle.keys(), path))
+            # The header check refuses a truncated or corrupt file here (a Hub ingredient's headers were
+            # read over HTTP, which cannot tell), with one line naming it.
+            located.update(dict.fromkeys(read_tensor_infos(path), path))
         return located
 
     def tensors(self, names: Iterable[str] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
@@ -266,8 +285,10 @@ def load_ingredient(reference: str, *, token: str | bool | None = None) -> Ingre
         The [`Ingredient`], named after its folder or repository.
 
     Raises:
-        `IngredientNotFoundError`: no such folder and no such repository, or a folder without `config.json`.
-        `UnsafeWeightsError`: the weights exist only as pickle files.
+        `IngredientNotFoundError`: no such folder and no such repository, a folder without `config.json`, or a
+            config transformers cannot load.
+        `UnsafeWeightsError`: the weights exist only as pickle files, a weight path leaves the model, the config
+            is not a JSON object, or it needs custom code.
 
     Example:
         ```python

@@ -10,12 +10,12 @@ Only what a soup needs is fetched: the config and tokenizer files, then the safe
 index). Tensor names, dtypes and shapes come from the safetensors headers read with HTTP range requests, so a
 compatibility check downloads no weights. Pickle weights are never downloaded, and no code file is either,
 so no remote code can run. Every `huggingface_hub` failure is translated in one place, `hub_errors`, into
-an `hfsoup.errors` exception whose message is one line saying what to do. Pushing is in `push.py`.
+an `hfsoup.errors` exception whose message is one line saying what to do; only a weight file whose header
+cannot be parsed is reported where it is read, naming the file. Pushing is in `push.py`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,10 +33,15 @@ from ..errors import (
     IngredientNotFoundError,
     RepoNotFoundError,
     RevisionNotFoundError,
-    UnsafeWeightsError,
     first_line,
 )
-from .safetensors import TensorInfo, read_tensor_infos, select_weight_files
+from .safetensors import (
+    TensorInfo,
+    invalid_safetensors,
+    read_json_object,
+    read_tensor_infos,
+    select_weight_files,
+)
 
 __all__ = ["HubSource", "hub_errors"]
 
@@ -143,12 +148,6 @@ def hub_errors(reference: str) -> Iterator[None]:
             "cannot serve it: check your connection, proxy or HF_ENDPOINT",
             repo_id,
         ) from err
-    except hf_errors.SafetensorsParsingError as err:
-        raise UnsafeWeightsError(
-            f"{reference}: a weight file has no valid safetensors header ({first_line(err)}); push the weights "
-            "again with `model.push_to_hub(...)`",
-            reference=reference,
-        ) from err
 
 
 def _sent_token(err: hf_errors.HfHubHTTPError) -> bool:
@@ -199,6 +198,7 @@ class HubSource:
 
         Raises:
             `IngredientNotFoundError`: the repository has no `config.json`.
+            `UnsafeWeightsError`: its `config.json` is not a JSON object.
         """
         return self._metadata_dir
 
@@ -211,6 +211,9 @@ class HubSource:
                 "push the model with `model.push_to_hub(...)` or `model.save_pretrained(folder)`",
                 reference=self.reference,
             )
+        self._config = read_json_object(
+            folder / constants.CONFIG_NAME, f"{self.reference}/{constants.CONFIG_NAME}"
+        )
         return folder
 
     def tensor_infos(self) -> dict[str, TensorInfo]:
@@ -220,7 +223,7 @@ class HubSource:
         HTTP range request.
 
         Raises:
-            `UnsafeWeightsError`: the repository has only pickle weights.
+            `UnsafeWeightsError`: the repository has only pickle weights, or a header is not a valid one.
         """
         infos: dict[str, TensorInfo] = {}
         for name in self._weight_names:
@@ -228,12 +231,28 @@ class HubSource:
             if isinstance(cached, str):
                 infos.update(read_tensor_infos(Path(cached)))
                 continue
-            with hub_errors(self.reference):
-                header = self._api.parse_safetensors_file_metadata(self.repo_id, name, revision=self.revision)
-            infos.update(
-                {k: TensorInfo(dtype=v.dtype, shape=tuple(v.shape)) for k, v in header.tensors.items()}
-            )
+            infos.update(self._remote_header(name))
         return infos
+
+    def _remote_header(self, name: str) -> dict[str, TensorInfo]:
+        """The tensors declared by the header of the weight file `name`, read with HTTP range requests.
+
+        Only the header travels, so a file whose tensors do not cover it exactly (a truncated upload) is
+        noticed when it is downloaded and opened, not here.
+        """
+        with hub_errors(self.reference):
+            try:
+                header = self._api.parse_safetensors_file_metadata(self.repo_id, name, revision=self.revision)
+                return {k: TensorInfo(dtype=v.dtype, shape=tuple(v.shape)) for k, v in header.tensors.items()}
+            except hf_errors.SafetensorsParsingError as error:
+                # Its first sentence, without the repo and revision the message repeats.
+                detail = first_line(error).split("): ")[-1].split(". ")[0].rstrip(".")
+                raise invalid_safetensors(f"{self.reference}/{name}", detail) from error
+            # huggingface_hub parses a JSON header that is not an object (a list, a tensor given as a number)
+            # without checking its type, and fails with these.
+            except (AttributeError, TypeError, ValueError) as error:
+                detail = "its header is not a JSON object of tensors with a dtype, a shape and offsets"
+                raise invalid_safetensors(f"{self.reference}/{name}", detail) from error
 
     def weight_files(self) -> list[Path]:
         """Download the safetensors weights of the commit (all shards), and return their local paths.
@@ -247,19 +266,18 @@ class HubSource:
     @cached_property
     def _weight_names(self) -> list[str]:
         """The weight files `from_pretrained` would load from this commit (see `select_weight_files`)."""
-        folder = self.metadata_dir()
+        self.metadata_dir()
         files = set(self._repo_files())
-        config = json.loads((folder / constants.CONFIG_NAME).read_text(encoding="utf-8"))
 
-        def read_json(name: str):
-            return json.loads((self._download([name]) / name).read_text(encoding="utf-8"))
+        def read_json(name: str) -> dict:
+            return read_json_object(self._download([name]) / name, f"{self.reference}/{name}")
 
         return select_weight_files(
             self.reference,
             files.__contains__,
             [name for name in files if "/" not in name],
             read_json,
-            config.get("transformers_weights") if isinstance(config, dict) else None,
+            self._config.get("transformers_weights"),
         )
 
     def snapshot(self) -> Path:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import IngredientNotFoundError, UnsafeWeightsError
-from .safetensors import TensorInfo, read_tensor_infos, select_weight_files
+from ..errors import IngredientNotFoundError
+from .safetensors import TensorInfo, read_json_object, read_tensor_infos, select_weight_files
 
 __all__ = ["LocalSource"]
 
@@ -24,7 +23,8 @@ class LocalSource:
 
     Raises:
         `IngredientNotFoundError`: the folder does not exist, has no `config.json` or no weights.
-        `UnsafeWeightsError`: the folder holds only pickle weights, or names weights outside itself.
+        `UnsafeWeightsError`: the folder holds only pickle weights, names weights outside itself, or its
+            `config.json` or shards index is not a JSON object.
 
     Example:
         ```python
@@ -63,22 +63,8 @@ class LocalSource:
             explicit,
         )
 
-    def _read_json(self, name: str):
-        path = self.folder / name
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise UnsafeWeightsError(
-                f"{path} is not valid JSON ({type(error).__name__}); copy the model folder again or re-save it "
-                "with `save_pretrained`.",
-                reference=self.reference,
-            ) from error
-        if not isinstance(data, dict):
-            raise UnsafeWeightsError(
-                f"{path} holds {type(data).__name__}, not a JSON object; re-save the model with `save_pretrained`.",
-                reference=self.reference,
-            )
-        return data
+    def _read_json(self, name: str) -> dict:
+        return read_json_object(self.folder / name, str(self.folder / name))
 
     def metadata_dir(self) -> Path:
         return self.folder

@@ -11,6 +11,7 @@ Headers are read with the `safetensors` library itself ([`read_tensor_infos`]); 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -22,6 +23,8 @@ __all__ = [
     "SAFE_WEIGHTS_INDEX_NAME",
     "SAFE_WEIGHTS_NAME",
     "TensorInfo",
+    "invalid_safetensors",
+    "read_json_object",
     "read_tensor_infos",
     "safe_relative_path",
     "select_weight_files",
@@ -50,8 +53,20 @@ class TensorInfo:
         return self.dtype.startswith(("F", "BF"))
 
 
+def invalid_safetensors(where: str, detail: str) -> UnsafeWeightsError:
+    """The one-line error for a weight file at `where` that is not a valid safetensors file."""
+    return UnsafeWeightsError(
+        f"{where} is not a valid safetensors file ({detail}); it may be truncated or corrupt: copy or download "
+        "it again, or re-save the model with `model.save_pretrained(folder)`.",
+        reference=where,
+    )
+
+
 def read_tensor_infos(path: Path) -> dict[str, TensorInfo]:
     """The dtype and shape of every tensor of a safetensors file, from its header (no tensor data is read).
+
+    The `safetensors` library checks the whole header on opening, including that the tensors cover the file
+    exactly, so a truncated file is refused here, before any tensor is read.
 
     Args:
         path: a `*.safetensors` file.
@@ -78,11 +93,36 @@ def read_tensor_infos(path: Path) -> dict[str, TensorInfo]:
                 infos[name] = TensorInfo(dtype=view.get_dtype(), shape=tuple(view.get_shape()))
             return infos
     except (SafetensorError, OSError) as error:
+        raise invalid_safetensors(str(path), first_line(error)) from error
+
+
+def read_json_object(path: Path, where: str) -> dict:
+    """A JSON file that must hold an object (`config.json`, a shards index), or a one-line error naming it.
+
+    Args:
+        path: the file to read.
+        where: how to name it in the message (the reference and the file's name in the model).
+
+    Raises:
+        `UnsafeWeightsError`: the file cannot be read, is not UTF-8 JSON, or holds something else than an object.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
         raise UnsafeWeightsError(
-            f"{path} is not a valid safetensors file ({first_line(error)}); it may be truncated or "
-            "corrupt: copy or download it again, or re-save the model with `model.save_pretrained(folder)`.",
-            reference=str(path),
+            f"{where} is not valid JSON ({type(error).__name__}: {first_line(error)}); copy or download the model "
+            "again, or re-save it with `save_pretrained`.",
+            reference=where,
         ) from error
+    if not isinstance(data, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(data), "a number"
+        )
+        raise UnsafeWeightsError(
+            f"{where} holds {kind}, not a JSON object; re-save the model with `save_pretrained`.",
+            reference=where,
+        )
+    return data
 
 
 def safe_relative_path(name: object, where: str) -> str:
@@ -105,16 +145,20 @@ def select_weight_files(
     reference: str,
     has_file: Callable[[str], bool],
     top_level: Iterable[str],
-    read_json: Callable[[str], object],
+    read_json: Callable[[str], dict],
     explicit: str | None = None,
 ) -> list[str]:
     """The weight files `from_pretrained` would load, in the same order of preference.
+
+    The shard names listed in an index are relative to the model's top folder, wherever the index is, as
+    `transformers` reads them.
 
     Args:
         reference: the model's reference, for messages.
         has_file: whether the folder or repository has a file at this relative posix path.
         top_level: the names of the files at its top level (to name pickle weights in the error).
-        read_json: reads one of its files as JSON (called for the shards index only).
+        read_json: reads one of its files as a JSON object, raising a one-line `UnsafeWeightsError` naming it
+            if it is not one (called for the shards index only).
         explicit: the `transformers_weights` entry of `config.json`, if any.
 
     Returns:
@@ -156,29 +200,27 @@ def select_weight_files(
 
 
 def _shards(
-    reference: str, has_file: Callable[[str], bool], read_json: Callable[[str], object], index: str
+    reference: str, has_file: Callable[[str], bool], read_json: Callable[[str], dict], index: str
 ) -> list[str]:
     where = f"{reference}/{index}"
-    try:
-        weight_map = read_json(index)["weight_map"]  # type: ignore[index]
-    except (ValueError, KeyError, TypeError) as error:
-        raise UnsafeWeightsError(
-            f"{where} is not a valid shards index (a JSON object with a 'weight_map' mapping); copy or "
-            "download the model again, or re-save it with `save_pretrained`.",
-            reference=reference,
-        ) from error
+    weight_map = read_json(index).get("weight_map")
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise UnsafeWeightsError(
-            f"{where} has no 'weight_map' of tensor names to file names; re-save the model with "
+            f"{where} has no 'weight_map' object of tensor names to file names; re-save the model with "
             "`save_pretrained`.",
             reference=reference,
         )
-    folder = PurePosixPath(index).parent
-    shards = sorted({(folder / safe_relative_path(name, where)).as_posix() for name in weight_map.values()})
-    if not all(shard.endswith(".safetensors") for shard in shards):
+    # transformers joins each shard name to the model's top folder, not to the index's own folder.
+    shards = sorted({safe_relative_path(name, where) for name in weight_map.values()})
+    if not shards:
         raise UnsafeWeightsError(
-            f"{where} lists weight files that are not safetensors ({shards[0]}, ...), which hfsoup refuses to "
-            "load; re-save the model with `save_pretrained`.",
+            f"{where} lists no weight files; re-save the model with `save_pretrained`.", reference=reference
+        )
+    others = [shard for shard in shards if not shard.endswith(".safetensors")]
+    if others:
+        raise UnsafeWeightsError(
+            f"{where} lists weight files that are not safetensors ({', '.join(others[:3])}), which hfsoup "
+            "refuses to load; re-save the model with `save_pretrained`.",
             reference=reference,
         )
     missing = [shard for shard in shards if not has_file(shard)]

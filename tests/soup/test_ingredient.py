@@ -245,3 +245,44 @@ def test_load_ingredients_keeps_names_unique(tiny_ingredient_dirs, tmp_path):
     names = ["run-a/checkpoint-500", "run-b/checkpoint-500", tiny_ingredient_dirs[1].name]
     assert [i.name for i in ingredients] == names
     assert all(isinstance(i, Ingredient) for i in ingredients)
+
+
+def _spellings(folder: Path, tmp_path: Path) -> list[str]:
+    """One folder written three ways: as is, through `..` with a trailing slash, and through a symlink."""
+    link = tmp_path / "link"
+    link.symlink_to(folder, target_is_directory=True)
+    return [str(folder), f"{folder}/../{folder.name}/", str(link)]
+
+
+def test_identity_is_the_folder_however_it_is_spelled(tiny_ingredient_dirs, tmp_path):
+    folder = tiny_ingredient_dirs[0]
+
+    identities = {load_ingredient(spelling).identity for spelling in _spellings(folder, tmp_path)}
+
+    assert identities == {str(folder.resolve())}
+    assert load_ingredient(str(tiny_ingredient_dirs[1])).identity != str(folder.resolve())
+
+
+def test_a_config_transformers_cannot_load_is_one_line_naming_it(tiny_ingredient_dirs, tmp_path):
+    import json
+
+    def with_config(name: str, **fields) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(tiny_ingredient_dirs[0], folder)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, **fields}))
+        return folder
+
+    custom = with_config("custom", model_type="my-bert", auto_map={"AutoConfig": "configuration_x.XConfig"})
+    unknown = with_config("unknown", model_type="no-such-architecture")
+
+    with pytest.raises(UnsafeWeightsError) as caught:
+        load_ingredient(str(custom))
+    assert str(caught.value).startswith(
+        f"{custom}/config.json declares custom code (auto_map) for model type"
+    )
+    assert "\n" not in str(caught.value)
+    with pytest.raises(IngredientNotFoundError) as caught:
+        load_ingredient(str(unknown))
+    assert str(caught.value).startswith(f"{unknown}/config.json is not a config transformers can load")
+    assert "'no-such-architecture'" in str(caught.value) and "\n" not in str(caught.value)

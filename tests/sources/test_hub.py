@@ -1,14 +1,20 @@
-"""hfsoup.sources.hub and push against the Hub-compatible test server, through the real huggingface_hub client over HTTP."""
+"""hfsoup.sources.hub against the Hub-compatible test server, through the real huggingface_hub client over HTTP.
+
+Pushing is tested in test_push.py.
+"""
 
 from __future__ import annotations
 
+import json
 import socket
+import struct
 from pathlib import Path
 
 import pytest
 import torch
 from hub_server import HubServer, point_client_at, read_folder
-from huggingface_hub import HfApi, ModelCard, constants
+from huggingface_hub import constants
+from transformers import BertForSequenceClassification
 
 from hfsoup.errors import (
     HubAuthError,
@@ -18,7 +24,8 @@ from hfsoup.errors import (
     RevisionNotFoundError,
     UnsafeWeightsError,
 )
-from hfsoup.sources import is_repo_reference, parse_reference, push_folder, read_tensor_infos
+from hfsoup.soup import load_ingredient
+from hfsoup.sources import push_folder, read_tensor_infos
 from hfsoup.sources.hub import HubSource
 
 EXTRAS = {
@@ -47,35 +54,6 @@ def one_line(err: pytest.ExceptionInfo) -> str:
     message = str(err.value)
     assert "\n" not in message and message.strip() == message
     return message
-
-
-# ---------------------------------------------------------------- references
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("alice/tiny", ("alice/tiny", None)),
-        ("alice/tiny@main", ("alice/tiny", "main")),
-        ("alice/tiny@refs/pr/1", ("alice/tiny", "refs/pr/1")),
-        ("alice/tiny@0123abc", ("alice/tiny", "0123abc")),
-    ],
-)
-def test_parse_reference(text, expected):
-    assert parse_reference(text) == expected
-    assert is_repo_reference(text)
-
-
-@pytest.mark.parametrize("text", ["tiny", "a/b/c", "alice/tiny@", "alice/ti ny", "alice/--x", ""])
-def test_invalid_references_are_not_repo_references(text):
-    assert not is_repo_reference(text)
-
-
-def test_existing_local_folder_is_not_a_repo_reference(tmp_path, monkeypatch):
-    (tmp_path / "alice" / "tiny").mkdir(parents=True)
-    monkeypatch.chdir(tmp_path)
-    assert not is_repo_reference("alice/tiny")
-    assert is_repo_reference("alice/other")
 
 
 # ---------------------------------------------------------------- pulling
@@ -149,6 +127,136 @@ def test_sharded_weights(hub, tiny_base_dir, tmp_path):
     assert hub.downloaded_files("alice/sharded") == {"config.json", "model.safetensors.index.json", *shards}
 
 
+def _sharded_files(model_folder: Path, tmp_path: Path) -> dict[str, bytes]:
+    """The shards and index of `model_folder`'s weights, saved in several files."""
+    sharded = tmp_path / f"sharded-{model_folder.name}"
+    BertForSequenceClassification.from_pretrained(model_folder).save_pretrained(
+        sharded, max_shard_size="50KB"
+    )
+    files = {p.name: p.read_bytes() for p in sharded.glob("model*.safetensors*")}
+    assert len(files) > 2 and INDEX in files
+    return files
+
+
+INDEX = "model.safetensors.index.json"
+
+
+def test_single_file_is_read_when_an_index_is_there_too(hub, tiny_ingredient_dirs, tmp_path):
+    # As `from_pretrained`: model.safetensors first; the old rule read the shards of the index.
+    shards = _sharded_files(tiny_ingredient_dirs[1], tmp_path)
+    hub.add_model("alice/both", tiny_ingredient_dirs[0], extra_files=shards)
+
+    source = HubSource("alice/both")
+    infos = source.tensor_infos()
+    files = source.weight_files()
+
+    assert [f.name for f in files] == ["model.safetensors"]
+    assert files[0].read_bytes() == (tiny_ingredient_dirs[0] / "model.safetensors").read_bytes()
+    assert infos == read_tensor_infos(tiny_ingredient_dirs[0] / "model.safetensors")
+    assert not {name for name in hub.downloaded_files("alice/both") if name.startswith("model-")}
+
+
+def test_explicit_transformers_weights_in_config_wins(hub, tiny_ingredient_dirs, tmp_path):
+    shards = _sharded_files(tiny_ingredient_dirs[1], tmp_path)
+    config = json.loads((tiny_ingredient_dirs[0] / "config.json").read_text())
+    config["transformers_weights"] = INDEX
+    hub.add_model(
+        "alice/explicit",
+        tiny_ingredient_dirs[0],
+        extra_files={**shards, "config.json": json.dumps(config).encode()},
+    )
+
+    files = HubSource("alice/explicit").weight_files()
+
+    assert sorted(f.name for f in files) == sorted(name for name in shards if name != INDEX)
+    assert "model.safetensors" not in hub.downloaded_files("alice/explicit")
+    loaded = BertForSequenceClassification.from_pretrained(files[0].parent).state_dict()
+    expected = BertForSequenceClassification.from_pretrained(tiny_ingredient_dirs[1]).state_dict()
+    assert all(torch.equal(loaded[name], tensor) for name, tensor in expected.items())
+
+
+@pytest.mark.parametrize("entry", ["../other/model.safetensors", "/abs/model.safetensors"])
+def test_index_entries_outside_the_repository_are_refused(hub, tiny_base_dir, entry):
+    files = {k: v for k, v in read_folder(tiny_base_dir).items() if k != "model.safetensors"}
+    index = {"weight_map": {"classifier.bias": entry}}
+    hub.create_repo("alice/escape")
+    hub.commit("alice/escape", {**files, INDEX: json.dumps(index).encode()})
+    source = HubSource("alice/escape")
+
+    with pytest.raises(UnsafeWeightsError, match="outside the model folder") as err:
+        source.tensor_infos()
+    assert one_line(err).startswith(f"alice/escape/{INDEX} names the weight file {entry!r}")
+    with pytest.raises(UnsafeWeightsError):
+        source.weight_files()
+
+
+def _repo_with(
+    hub, tiny_base_dir, repo_id: str, changed: dict[str, bytes], drop: tuple[str, ...] = ()
+) -> None:
+    files = {k: v for k, v in read_folder(tiny_base_dir).items() if k not in drop}
+    hub.create_repo(repo_id)
+    hub.commit(repo_id, {**files, **changed})
+
+
+@pytest.mark.parametrize(
+    ("header", "kind"),
+    [
+        (b"junk", "too small"),
+        (struct.pack("<Q", 5) + b"{abc}", "not JSON"),
+        (struct.pack("<Q", 7) + b"[1,2,3]", "a list"),
+        (struct.pack("<Q", 8) + b'{"w": 5}', "a tensor that is a number"),
+    ],
+)
+def test_invalid_remote_headers_are_one_line_errors_naming_the_file(hub, tiny_base_dir, header, kind):
+    _repo_with(hub, tiny_base_dir, "alice/corrupt", {"model.safetensors": header})
+    ingredient = load_ingredient("alice/corrupt")
+
+    with pytest.raises(UnsafeWeightsError) as err:
+        ingredient.tensor_infos  # noqa: B018
+    assert one_line(err).startswith("alice/corrupt/model.safetensors is not a valid safetensors file (")
+    assert "model.safetensors" not in hub.downloaded_files("alice/corrupt")
+
+
+def test_a_truncated_remote_file_is_refused_once_downloaded(hub, tiny_base_dir):
+    data = (tiny_base_dir / "model.safetensors").read_bytes()
+    _repo_with(hub, tiny_base_dir, "alice/truncated", {"model.safetensors": data[:-100]})
+    ingredient = load_ingredient("alice/truncated")
+    assert ingredient.tensor_infos  # the header alone, read over HTTP, cannot tell
+
+    with pytest.raises(UnsafeWeightsError, match="file not fully covered") as err:
+        list(ingredient.tensors())
+    assert "is not a valid safetensors file" in one_line(err)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b'{"weight_map": {', "is not valid JSON (JSONDecodeError"),
+        (b"\xff\xfe\x00\x01", "is not valid JSON (UnicodeDecodeError"),
+        (b'["model-00001-of-00002.safetensors"]', "holds an array, not a JSON object"),
+        (b'{"weight_map": ["model-00001-of-00002.safetensors"]}', "has no 'weight_map' object"),
+    ],
+)
+def test_a_corrupt_remote_index_is_a_one_line_error_naming_it(hub, tiny_base_dir, content, fragment):
+    _repo_with(hub, tiny_base_dir, "alice/index", {INDEX: content}, drop=("model.safetensors",))
+    ingredient = load_ingredient("alice/index")
+
+    with pytest.raises(UnsafeWeightsError) as err:
+        ingredient.tensor_infos  # noqa: B018
+    assert one_line(err).startswith(f"alice/index/{INDEX} ") and fragment in one_line(err)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"), [(b'{"model_type": "bert",', "is not valid JSON"), (b"[1]", "holds an array")]
+)
+def test_a_remote_config_that_is_not_a_json_object_is_a_one_line_error(hub, tiny_base_dir, content, fragment):
+    _repo_with(hub, tiny_base_dir, "alice/config", {"config.json": content})
+
+    with pytest.raises(UnsafeWeightsError) as err:
+        load_ingredient("alice/config")
+    assert one_line(err).startswith("alice/config/config.json ") and fragment in one_line(err)
+
+
 def test_pickle_only_repo_is_refused(hub, tiny_base_dir):
     files = {k: v for k, v in read_folder(tiny_base_dir).items() if k != "model.safetensors"}
     hub.create_repo("alice/pickled")
@@ -220,45 +328,6 @@ def test_interrupted_download_resumes_where_it_stopped(hub, tmp_path):
     assert [r.range for r in weight_gets] == [None, f"bytes={constants.DOWNLOAD_CHUNK_SIZE}-"]
 
 
-# ---------------------------------------------------------------- pushing
-
-
-def test_push_folder_in_one_commit(hub, tiny_ingredient_dirs, tmp_path):
-    folder = tmp_path / "soup"
-    folder.mkdir()
-    for name, data in read_folder(tiny_ingredient_dirs[0]).items():
-        (folder / name).write_bytes(data)
-    (folder / "README.md").write_text("---\nlicense: mit\ntags:\n- model-soup\n---\n# My soup\n")
-    (folder / "soup.yaml").write_text("method: greedy\n")
-
-    url = push_folder(folder, "alice/soup", token=HubServer.ALICE, commit_message="Add soup")
-
-    commits = HfApi().list_repo_commits("alice/soup")
-    assert [c.title for c in commits] == ["Add soup", "initial commit"]
-    assert url == f"{hub.url}/alice/soup/commit/{commits[0].commit_id}"
-    assert url.oid == commits[0].commit_id
-    assert len([r for r in hub.requests if r.method == "POST" and r.path.endswith("/commit/main")]) == 1
-    assert set(hub.repos["alice/soup"].commits[url.oid].files) == {".gitattributes", *read_folder(folder)}
-    card = ModelCard.load("alice/soup")
-    assert card.data.tags == ["model-soup"]
-    assert "# My soup" in card.text
-
-
-def test_push_to_a_new_branch_of_a_private_repo(hub, tiny_ingredient_dirs):
-    url = push_folder(
-        tiny_ingredient_dirs[0], "alice/soup", token=HubServer.ALICE, private=True, revision="v2"
-    )
-
-    repo = hub.repos["alice/soup"]
-    assert repo.private
-    assert repo.branches["v2"] == url.oid
-    assert "model.safetensors" not in repo.resolve("main").files
-    assert HubSource("alice/soup", "v2", token=HubServer.ALICE).revision == url.oid
-    # Pushing again to the existing repo and branch adds one commit on top.
-    again = push_folder(tiny_ingredient_dirs[1], "alice/soup", token=HubServer.ALICE, revision="v2")
-    assert repo.commits[again.oid].parent == url.oid
-
-
 # ---------------------------------------------------------------- errors
 
 
@@ -328,13 +397,3 @@ def test_offline_with_empty_cache(hub, monkeypatch):
     with pytest.raises(HubUnreachableError, match="HF_HUB_OFFLINE is set and alice/tiny needs the Hub"):
         HubSource("alice/tiny")
     assert hub.requests == []
-
-
-def test_push_without_token_or_rights(hub, tiny_ingredient_dirs):
-    with pytest.raises(HubAuthError, match="needs a Hugging Face token") as err:
-        push_folder(tiny_ingredient_dirs[0], "alice/soup")
-    one_line(err)
-    with pytest.raises(HubAuthError, match="not allowed") as err:
-        push_folder(tiny_ingredient_dirs[0], "alice/soup", token=HubServer.BOB)
-    one_line(err)
-    assert "alice/soup" not in hub.repos

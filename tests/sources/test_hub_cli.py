@@ -123,3 +123,31 @@ def test_hub_errors_are_one_line(capsys, alice, reference, expected):
     assert code == 1
     lines = [line for line in err.splitlines() if line.startswith("hfsoup: error:")]
     assert len(lines) == 1 and expected in lines[0].lower(), err
+
+
+@pytest.fixture
+def two_repos(hub, tiny_ingredient_dirs):
+    """`alice/a` and `alice/b`: two compatible tiny fine-tunes of one base, public on the test Hub."""
+    for repo, folder in zip(("alice/a", "alice/b"), tiny_ingredient_dirs, strict=False):
+        hub.add_model(repo, folder)
+    return hub
+
+
+def test_inspect_of_hub_repos_reads_only_metadata_by_default(capsys, two_repos):
+    code, out, err = run(capsys, "inspect", "alice/a", "alice/b")
+
+    assert code == 0, err
+    assert "can be averaged" in out and "Add --weights" in out
+    for repo in ("alice/a", "alice/b"):
+        assert WEIGHTS not in two_repos.downloaded_files(repo)
+        weight_gets = [r for r in two_repos.file_requests(repo) if r.path.endswith(f"/{WEIGHTS}")]
+        assert weight_gets and all(r.range == "bytes=0-100000" for r in weight_gets)  # the header only
+
+
+def test_inspect_with_weights_downloads_and_checks_them(capsys, two_repos):
+    code, out, err = run(capsys, "inspect", "alice/a", "alice/b", "--weights")
+
+    assert code == 0, err
+    assert "backbones are close" in out and "Add --weights" not in out
+    for repo in ("alice/a", "alice/b"):
+        assert WEIGHTS in two_repos.downloaded_files(repo)

@@ -36,3 +36,14 @@ def test_hub_ingredients_are_checked_from_metadata_before_any_download(hub, tiny
     assert "model.safetensors" not in downloaded
     assert "model.safetensors" in hub.downloaded_files("alice/ft0")
     assert any("backbones are close" in note for note in full.notes)
+
+
+def test_one_repository_commit_under_two_spellings_is_noticed(hub, tiny_ingredient_dirs):
+    sha = hub.add_model("alice/ft0", tiny_ingredient_dirs[0])
+    hub.add_model("alice/ft1", tiny_ingredient_dirs[1])
+    ingredients = load_ingredients(["alice/ft0", f"alice/ft0@{sha[:7]}", "alice/ft1"])
+
+    report = check_compatibility(ingredients, check_values=False)
+
+    assert [i.identity for i in ingredients[:2]] == [f"alice/ft0@{sha}"] * 2
+    assert any(w.startswith(f"alice/ft0@{sha} is listed 2 times") for w in report.warnings), report.warnings

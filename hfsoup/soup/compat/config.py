@@ -76,9 +76,10 @@ def check_remote_code(models: list[Ingredient], report: CompatReport, *, allow: 
     ]
     if not flagged:
         return
+    verb = "declares" if len(flagged) == 1 else "declare"
     line = (
-        f"{', '.join(flagged)} declare custom code (auto_map / trust_remote_code in config.json); hfsoup never runs "
-        "or copies it, so the soup only loads where that code is installed"
+        f"{', '.join(flagged)} {verb} custom code (auto_map / trust_remote_code in config.json); hfsoup never "
+        "runs or copies it, so the soup only loads where that code is installed"
     )
     if allow:
         report.warnings.append(f"{line}.")

@@ -2,10 +2,14 @@
 
 The soup is scored, and saved, with the first ingredient's tokenizer, so any difference that changes token
 ids matters: the vocabulary, lower-casing, accent stripping and other normalization, special tokens. Each
-tokenizer is run on a probe set of texts chosen to expose those differences, and compared with the first.
+tokenizer is run on a probe set of texts chosen to expose those differences, and compared with the first;
+the error names the settings that differ (`normalizer.lowercase True vs False`) along with the first text
+whose ids differ.
 """
 
 from __future__ import annotations
+
+import json
 
 from ..ingredient import Ingredient
 from .report import CompatReport
@@ -46,10 +50,49 @@ def check_tokenizers(models: list[Ingredient], names: list[str], report: CompatR
                 f"({_examples(only_theirs)}), {len(only_first)} only in {first_name} ({_examples(only_first)})."
             )
         elif difference := _probe_difference(first, tokenizer):
+            settings = _setting_differences(first, tokenizer)
             report.errors.append(
-                f"tokenizers of {first_name} and {name} give different token ids: {difference}; every ingredient "
-                "is scored with one tokenizer, so soup only models that share theirs."
+                f"tokenizers of {first_name} and {name} give different token ids"
+                f"{f' ({settings})' if settings else ''}: {difference}; every ingredient is scored with one "
+                "tokenizer, so soup only models that share theirs."
             )
+
+
+def _settings(tokenizer) -> dict[str, object]:
+    """What decides the token ids besides the vocabulary: the special tokens and the normalization steps."""
+    settings: dict[str, object] = {key: str(value) for key, value in tokenizer.special_tokens_map.items()}
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a tokenizer without a `tokenizers` pipeline: its switches (do_lower_case, ...)
+        settings.update(
+            (key, value)
+            for key, value in tokenizer.init_kwargs.items()
+            if isinstance(value, bool) or (value is None and not key.endswith(("file", "path")))
+        )
+        return settings
+    pipeline = json.loads(backend.to_str())
+    for part in ("normalizer", "pre_tokenizer"):
+        settings.update(_flatten(pipeline.get(part), part))
+    return settings
+
+
+def _flatten(value: object, prefix: str) -> dict[str, object]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}.{key}").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _flatten(item, f"{prefix}[{i}]").items()}
+    return {prefix: value}
+
+
+def _setting_differences(first, other) -> str:
+    """`"normalizer.lowercase True vs False, cls_token '[CLS]' vs '[MASK]'"`: up to three settings that differ."""
+    ours, theirs = _settings(first), _settings(other)
+    missing = "(unset)"
+    differing = [
+        f"{key} {ours.get(key, missing)!r} vs {theirs.get(key, missing)!r}"
+        for key in sorted(ours.keys() | theirs.keys())
+        if ours.get(key, missing) != theirs.get(key, missing)
+    ]
+    return ", ".join(differing[:3]) + (", ..." if len(differing) > 3 else "")
 
 
 def _probe_difference(first, other) -> str | None:

@@ -74,7 +74,8 @@ def greedy_soup(
     released code (`mlfoundations/model-soups`, `main.py`); the paper's pseudo-code writes `>=`, which would
     also add ingredients that leave the score unchanged. The order of ingredients with tied individual scores
     differs from the released code, which tries them in reverse input order: hfsoup keeps the input order,
-    so of two tied ingredients the one listed first is tried (and, if best, started from) first. Every decision is logged and recorded in `SoupResult.log`.
+    so of two tied ingredients the one listed first is tried (and, if best, started from) first. Every
+    decision is logged and recorded in `SoupResult.log`.
 
     Memory and precision: the soup is a running fp32 average; each candidate `soup + (x - soup) / (k + 1)` is
     computed group of tensors by group of tensors straight into the target (no second full copy). On accept,

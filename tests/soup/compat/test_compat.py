@@ -1,4 +1,4 @@
-"""Tests of hfsoup.compat: every incompatibility reported at once, label alignment, common base, geometry."""
+"""Tests of hfsoup.soup.compat (check_compatibility): every incompatibility reported at once, label alignment, common base."""
 
 from __future__ import annotations
 
@@ -168,7 +168,9 @@ def test_generic_labels_are_matched_by_index_with_a_warning(sentiment_dirs, tiny
     assert report.label_names == ["negative", "positive"]
     assert report.label_orders == [None, None]
     assert any(
-        tiny_ingredient_dirs[0].name in warning and "LABEL_0" in warning and "['negative', 'positive']" in warning
+        tiny_ingredient_dirs[0].name in warning
+        and "LABEL_0" in warning
+        and "['negative', 'positive']" in warning
         for warning in report.warnings
     ), report.warnings
 
@@ -265,3 +267,23 @@ def test_config_origin_and_card_must_both_disagree_to_warn(tmp_path, tiny_ingred
 
     assert len(differ.warnings) == 1 and "FacebookAI/roberta-base" in differ.warnings[0]
     assert agree.warnings == []
+
+
+@pytest.mark.parametrize("spelling", ["dotdot", "symlink"])
+def test_one_folder_listed_under_two_spellings_is_noticed(tiny_ingredient_dirs, tmp_path, spelling):
+    folder = tiny_ingredient_dirs[0]
+    if spelling == "symlink":
+        other = tmp_path / "link"
+        other.symlink_to(folder, target_is_directory=True)
+    else:
+        other = f"{folder}/../{folder.name}/"
+
+    report = check_compatibility(
+        load_ingredients([str(folder), str(other), str(tiny_ingredient_dirs[1])]), check_values=False
+    )
+
+    listed = [w for w in report.warnings if "listed 2 times" in w]
+    assert len(listed) == 1 and listed[0].startswith(f"{folder.resolve()} is listed 2 times ("), (
+        report.warnings
+    )
+    assert "so it weighs more in the soup" in listed[0]
