@@ -1,8 +1,8 @@
 """The `hfsoup` command: parse, validate, run, print. The only place that prints or exits.
 
 Exit codes: 0 success, 1 a user error (one line on stderr; `-v` for the traceback), 2 a usage error
-(argparse), 3 an internal error (a bug: please report it), 130 interrupted. Nothing heavy is imported before a command runs, so `hfsoup --help`,
-`hfsoup --version` and usage errors answer at once.
+(argparse), 3 an internal error (a bug: please report it), 130 interrupted. Nothing heavy is imported before
+a command runs, so `hfsoup --help`, `hfsoup --version` and usage errors answer at once.
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ def _merge_parser(sub) -> None:
     merge.add_argument("--recipe", help="a recipe YAML or a soup.yaml to replay; flags given override it")
     merge.add_argument("--output-dir", help="where to write the soup folder")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
+    merge.add_argument(
+        "--allow-independent-heads",
+        action="store_true",
+        help="make a uniform or weighted soup even of heads that look independently initialized in each run",
+    )
     _custom_code_flag(merge)
     _hub_flags(merge, push_flag=True)
 
@@ -129,18 +134,22 @@ RECIPE_FLAGS = (
 )
 
 
+def _is_secret_flag(arg: str) -> bool:
+    """Whether `arg` is a secret flag, spelled out or abbreviated as argparse accepts (`--tok`, `--tok=X`)."""
+    flag = arg.split("=", 1)[0]
+    return len(flag) > 2 and flag.startswith("--") and any(secret.startswith(flag) for secret in SECRET_FLAGS)
+
+
 def public_command(argv: list[str]) -> str:
-    """The command line as typed, without the values of secret flags (`--token`), for cards and logs."""
+    """The command line as typed, without secret flags (`--token`) and their values, for cards and logs."""
     shown, hide_next = [], False
     for arg in argv:
         if hide_next:
             hide_next = False
-            continue
-        flag = arg.split("=", 1)[0]
-        if flag in SECRET_FLAGS:
+        elif _is_secret_flag(arg):
             hide_next = "=" not in arg
-            continue
-        shown.append(arg)
+        else:
+            shown.append(arg)
     return "hfsoup " + shlex.join(shown)
 
 
@@ -177,6 +186,7 @@ def _merge(args) -> None:
             progress=not args.quiet,
             trust_remote_metric=args.trust_remote_metric,
             allow_custom_code=args.allow_custom_code,
+            allow_independent_heads=args.allow_independent_heads,
         )
         print(format_scores(merge.result))
         if merge.output_dir is None:
@@ -185,10 +195,11 @@ def _merge(args) -> None:
         if scratch is None:
             print(f"Soup written to {merge.output_dir}")
         if args.push_to_hub:
-            _push(merge.output_dir, args.push_to_hub, args)
-    except HubError:
-        scratch = None  # the failed push's message points at the soup in it: keep it for the retry
-        raise
+            try:
+                _push(merge.output_dir, args.push_to_hub, args)
+            except HubError:
+                scratch = None  # the error names the soup in it, for `hfsoup push`: keep it
+                raise
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -18,7 +18,7 @@ from huggingface_hub.utils import tqdm
 from transformers import AutoModelForSequenceClassification
 
 from .card import write_card_files
-from .errors import InvalidSettingError
+from .errors import IncompatibleIngredientsError, InvalidSettingError
 from .eval.data import DEFAULT_DATASET, load_split
 from .eval.metrics import load_metric
 from .eval.scoring import Scorer
@@ -65,19 +65,22 @@ def run_merge(
     progress: bool = True,
     trust_remote_metric: bool = False,
     allow_custom_code: bool = False,
+    allow_independent_heads: bool = False,
 ) -> Merge:
     """Check, score and soup the recipe's ingredients; write the soup folder if `output_dir` is given.
 
     Args:
         recipe: what to merge and how.
         output_dir: where the soup goes (model, tokenizer, `README.md`, `soup.yaml`); `None` writes nothing.
-        overwrite: replace an existing `output_dir` (never the working folder or one holding an ingredient).
+        overwrite: replace an existing `output_dir` (never the working folder, nor one holding an input).
         token: a Hub token for private or gated ingredients; it is never written anywhere.
         command: the command line that reproduces this merge, for the card (without secrets).
         repo_id: the Hub repository the soup will be pushed to, which names it in the card.
         progress: show progress bars.
         trust_remote_metric: allow a metric that is neither shipped nor local (see `load_metric`).
         allow_custom_code: accept ingredients whose config declares custom code (never run).
+        allow_independent_heads: make a uniform or weighted soup even of tensors that look independently
+            initialized in each ingredient (see [`_refuse_independent_heads`]).
 
     Returns:
         The [`Merge`].
@@ -88,6 +91,8 @@ def run_merge(
         HfSoupError: any other user error (missing model, bad dataset, Hub error...).
     """
     output = check_output(output_dir, overwrite=overwrite) if output_dir is not None else None
+    if output is not None:
+        refuse_containing(output, _local_inputs(recipe), "input")
     task = get_task(recipe.task)
     metric = load_metric(task, recipe.metric, trust_remote_metric=trust_remote_metric)
     references = list(recipe.models)
@@ -121,6 +126,7 @@ def run_merge(
     }
     check_weights(ingredients, base, report)
     raise_if_incompatible(report)
+    _refuse_independent_heads(recipe, report, allow_independent_heads)
     for line in report.warnings:
         logger.warning(line)
     ingredients = report.aligned(ingredients)
@@ -152,6 +158,32 @@ def run_merge(
         write_card_files(result, staging, repo_id=repo_id, name=output.name)
     logger.info("Wrote the soup to %s", output)
     return Merge(result, output)
+
+
+def _local_inputs(recipe: MergeRecipe) -> list[Path]:
+    """The recipe's inputs that are local paths (models, base, dataset, metric, fine-tuning base)."""
+    named = [*recipe.models, recipe.base, recipe.dataset, recipe.metric]
+    if recipe.finetune is not None:
+        named.append(recipe.finetune.base)
+    return [Path(name).expanduser() for name in named if name and Path(name).expanduser().exists()]
+
+
+def _refuse_independent_heads(recipe: MergeRecipe, report, allow: bool) -> None:
+    """A uniform or weighted soup of independently initialized heads averages noise: refuse it unless allowed.
+
+    A greedy soup may proceed (it keeps an ingredient only if the held-out score improves; the report's warning
+    says it will likely keep one), and so may an explicit `allow`.
+    """
+    if not report.independent_tensors or allow or recipe.method not in ("uniform", "weighted"):
+        return
+    names = ", ".join(report.independent_tensors[:3])
+    raise IncompatibleIngredientsError(
+        f"{names} look(s) independently initialized in each ingredient while the backbones agree, so a "
+        f"{recipe.method} soup would average unrelated random heads: fine-tune every run from one shared "
+        "initialization (hfsoup's finetune does, with head_seed), use --method greedy, or pass "
+        "--allow-independent-heads to average them anyway.",
+        report=report,
+    )
 
 
 def _check_content(recipe: MergeRecipe, ingredients: list[Ingredient]) -> None:

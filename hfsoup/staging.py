@@ -4,11 +4,14 @@ A merge checks its output folder first ([`check_output`]), so a doomed run fails
 computes anything; it writes into a hidden sibling folder, and [`staged`] moves that into place only when
 everything succeeded. Replacing an existing folder moves the old one aside, renames the new one in, and
 deletes the old one last, so an interrupt at any instant leaves the old folder or the new one whole (the old
-one is put back if the swap is interrupted). Nothing outside the staging folder and the target is touched.
+one is put back if the swap is interrupted; an interrupt while it is deleted leaves the new folder in place
+and the old one as a hidden `.NAME.old-*` sibling, named in a warning). Nothing outside the staging folder
+and the target is touched.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -19,6 +22,8 @@ from pathlib import Path
 from .errors import InvalidSettingError, OutputExistsError
 
 __all__ = ["check_output", "refuse_containing", "staged"]
+
+logger = logging.getLogger(__name__)
 
 
 def _contains(folder: Path, path: Path) -> bool:
@@ -104,10 +109,17 @@ def staged(output: Path, *, overwrite: bool) -> Iterator[Path]:
 def _swap(new: Path, output: Path) -> None:
     """Replace `output` by `new`: old aside, new in, old deleted; the old one comes back if interrupted."""
     old = _unique_sibling(output, "old")
-    output.rename(old)
     try:
+        output.rename(old)
         new.rename(output)
-    except BaseException:
-        old.rename(output)
+        shutil.rmtree(old)
+    except BaseException as error:
+        if old.exists() and not output.exists():  # interrupted between the renames: put the old one back
+            old.rename(output)
+        elif old.exists():
+            logger.warning(
+                "%s holds the new folder; the one it replaced is left at %s: delete it.", output, old
+            )
+            if isinstance(error, OSError):  # the new folder is in place: a failed delete is no failure
+                return
         raise
-    shutil.rmtree(old, ignore_errors=True)

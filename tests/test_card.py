@@ -12,6 +12,7 @@ from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
 
 from hfsoup.card import build_card, soup_yaml, write_card_files
+from hfsoup.cli import format_scores
 from hfsoup.errors import RecipeError
 from hfsoup.recipe import load_soup_yaml
 from hfsoup.result import BEST, ENSEMBLE, SOUP, SOUP_FORMAT, UNIFORM, IngredientRecord, MergeResult
@@ -339,3 +340,63 @@ def test_regression_task_card():
     assert {entry.metric_type for entry in card.data.eval_results} == {"pearson", "spearmanr"}
     assert {entry.dataset_config for entry in card.data.eval_results} == {"stsb"}
     assert "one similarity score per input" in card.text and "id2label" not in card.text
+
+
+# --- what the card claims: only the soup's ingredients, the common base, the license, no local path --------
+
+
+def test_rejected_ingredients_are_not_base_models():
+    result = make_result()
+    result.ingredients[0].selected, result.ingredients[0].weight = False, 0.0
+    result.ingredients[1].selected, result.ingredients[1].weight = True, 0.5
+    result.order_added = [1, 2]
+    card = build_card(result, repo_id="carol/mrpc-soup")
+    assert card.data.base_model == ["bob/bert-mrpc"] and card.data.base_model_relation == "merge"
+
+
+def test_local_soup_of_a_known_base_is_its_finetune():
+    result = make_result(local_only=True)
+    result.base_model = "google-bert/bert-base-uncased"
+    card = build_card(result, name="my-soup")
+    assert card.data.base_model == ["google-bert/bert-base-uncased"]
+    assert card.data.base_model_relation == "finetune"
+    assert "fine-tuned from [google-bert/bert-base-uncased](https://huggingface.co/google-bert/" in card.text
+    assert ModelCard(str(card)).data.base_model == ["google-bert/bert-base-uncased"]
+
+
+def test_hub_ingredients_in_the_soup_make_it_a_merge_even_with_a_known_base():
+    result = make_result()
+    result.base_model = "google-bert/bert-base-uncased"
+    card = build_card(result, repo_id="carol/mrpc-soup")
+    assert card.data.base_model == ["alice/bert-mrpc"] and card.data.base_model_relation == "merge"
+
+
+def test_the_common_license_is_carried_over():
+    result = make_result()
+    result.license = "apache-2.0"
+    assert build_card(result).data.license == "apache-2.0"
+    assert front_matter(build_card(result))["license"] == "apache-2.0"
+    assert "license" not in front_matter(build_card(make_result()))
+
+
+def test_local_dataset_path_appears_only_as_its_name(tmp_path, monkeypatch):
+    folder = tmp_path / "private" / "glue-copy"
+    folder.mkdir(parents=True)
+    card = build_card(make_result(dataset=str(folder)), name="my-soup")
+    before_reproduce = str(card).split("## Reproduce")[0]
+    assert str(tmp_path) not in before_reproduce and "glue-copy" in before_reproduce
+    assert {entry.dataset_name.split(" (")[0] for entry in card.data.eval_results} == {"glue-copy"}
+    monkeypatch.chdir(tmp_path)  # a relative local folder reads like user/name, but it is no Hub dataset
+    card = build_card(make_result(dataset="private/glue-copy"), name="my-soup")
+    assert card.data.get("datasets") is None
+    assert {entry.dataset_type for entry in card.data.eval_results} == {"glue-copy"}
+
+
+def test_uniform_method_has_one_uniform_row_in_the_card_and_the_table():
+    result = make_result()
+    result.method = "uniform"
+    del result.candidates[UNIFORM]  # the uniform soup is the soup: the pipeline scores it once
+    text = build_card(result, repo_id="carol/mrpc-soup").text
+    assert text.count("| **Soup (uniform)** |") == 1 and "Uniform soup (all ingredients)" not in text
+    table = format_scores(result)
+    assert sum("uniform soup" in line for line in table.splitlines()) == 1

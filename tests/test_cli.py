@@ -7,11 +7,11 @@ import shutil
 import pytest
 import torch
 import yaml
+from cli_helpers import run, user_error
 from safetensors.torch import load_file
 from tiny_models import save_model_folder, tiny_bert, tiny_tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from hfsoup.cli import main
 from hfsoup.eval import get_task, load_split
 from hfsoup.eval.scoring import Scorer
 
@@ -27,12 +27,6 @@ def merge_args(tiny_stsb_dirs, glue_hub_dir):
         "--max-length",
         "64",
     ]
-
-
-def run(capsys, *argv):
-    code = main(["--quiet", *map(str, argv)])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_greedy_merge_writes_a_loadable_soup_that_reproduces_its_score(
@@ -84,15 +78,6 @@ def test_soup_yaml_replays_to_the_same_soup(tmp_path, capsys, merge_args):
 def three_labels_dir(tmp_path):
     folder = tmp_path / "three-labels"
     return save_model_folder(tiny_bert(seed=0, num_labels=3), tiny_tokenizer(folder), folder)
-
-
-def user_error(capsys, *argv) -> str:
-    code, _out, err = run(capsys, *argv)
-    assert code == 1
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("hfsoup: error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_user_errors_give_one_line_and_write_nothing(

@@ -1,17 +1,28 @@
-"""The merge pipeline through its Python API: results, staging, and the real MiniLM recipe (slow)."""
+"""The merge pipeline: results, staging, replays, what it hands the card, and the real MiniLM recipe (slow)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
+from cli_helpers import QUICK_SPLITS, copy_folders, quick_mrpc, run, user_error
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfsoup.eval import get_task, load_split
 from hfsoup.eval.scoring import Scorer
-from hfsoup.pipeline import run_merge
+from hfsoup.pipeline import _common_base, run_merge
 from hfsoup.recipe import FinetuneRecipe, MergeRecipe
 from hfsoup.result import BEST, ENSEMBLE, SOUP, UNIFORM
 from hfsoup.staging import staged
+
+
+def quick_splits(glue_hub_dir: Path) -> dict:
+    """The recipe fields of the quick MRPC merges of tests/cli_helpers.py."""
+    return {"dataset": str(glue_hub_dir), "selection_split": QUICK_SPLITS[1], "report_split": QUICK_SPLITS[3]}
 
 
 def test_result_holds_every_candidate_and_the_greedy_decisions(tiny_stsb_dirs, glue_hub_dir):
@@ -79,3 +90,129 @@ def test_minilm_recipe_fine_tunes_with_ema_and_soups(tmp_path, minilm_dir, glue_
     )
     assert scorer()[0]["score"] == pytest.approx(result.candidates[SOUP]["report"]["score"], abs=1e-6)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+# --- replays of soup.yaml check local folders' contents -------------------------------------------------------
+
+
+def test_replay_refuses_a_local_ingredient_whose_weights_changed(
+    capsys, tmp_path, tiny_ingredient_dirs, glue_hub_dir
+):
+    models = copy_folders(tiny_ingredient_dirs[:2], tmp_path / "models")
+    first = tmp_path / "first"
+    code, _, err = run(capsys, "merge", *quick_mrpc(models, glue_hub_dir), "--output-dir", first)
+    assert code == 0, err
+    recorded = yaml.safe_load((first / "soup.yaml").read_text())["ingredients"]
+    assert [i["content_hash"][:7] for i in recorded] == ["sha256:"] * 2
+
+    code, _, err = run(capsys, "merge", "--recipe", first / "soup.yaml", "--output-dir", tmp_path / "same")
+    assert code == 0, err  # unchanged folders replay
+
+    weights = load_file(models[1] / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1e-3  # still a loadable model, with other weights
+    save_file(weights, models[1] / "model.safetensors", metadata={"format": "pt"})
+    line = user_error(capsys, "merge", "--recipe", first / "soup.yaml", "--output-dir", tmp_path / "changed")
+    assert str(models[1]) in line and "changed" in line and str(models[0]) not in line
+    assert not (tmp_path / "changed").exists()
+
+
+# --- what the pipeline tells the card: common base, license, one uniform row ------------------------------
+
+
+def with_card(folders: list[Path], front_matter: list[str]) -> None:
+    for folder, text in zip(folders, front_matter, strict=True):
+        (folder / "README.md").write_text(f"---\n{text}---\n\n# A fine-tune\n")
+
+
+def test_card_names_the_declared_common_base_and_license(tmp_path, tiny_ingredient_dirs, glue_hub_dir):
+    models = copy_folders(tiny_ingredient_dirs[:2], tmp_path / "models")
+    with_card(models, ["base_model: org/bert-base\nlicense: apache-2.0\n"] * 2)
+    recipe = MergeRecipe(task="mrpc", models=[str(m) for m in models], **quick_splits(glue_hub_dir))
+    merge = run_merge(recipe, output_dir=tmp_path / "soup", progress=False)
+    assert (merge.result.base_model, merge.result.license) == ("org/bert-base", "apache-2.0")
+    card = ModelCard.load(tmp_path / "soup" / "README.md")
+    assert card.data.base_model == ["org/bert-base"] and card.data.base_model_relation == "finetune"
+    assert card.data.license == "apache-2.0"
+    assert card.data.get("datasets") is None  # a local dataset is not a Hub dataset
+    for entry in card.data.eval_results:
+        assert str(glue_hub_dir) not in entry.dataset_name and entry.dataset_type == glue_hub_dir.name
+    assert str(glue_hub_dir) not in card.text.split("## Reproduce")[0]
+
+
+def test_disagreeing_cards_name_no_base_and_no_license(tmp_path, tiny_ingredient_dirs, glue_hub_dir):
+    models = copy_folders(tiny_ingredient_dirs[:2], tmp_path / "models")
+    with_card(models, ["base_model: org/bert-base\nlicense: mit\n", "base_model: org/other\n"])
+    recipe = MergeRecipe(task="mrpc", models=[str(m) for m in models], **quick_splits(glue_hub_dir))
+    result = run_merge(recipe, progress=False).result
+    assert (result.base_model, result.license) == (None, None)
+
+
+def test_base_given_as_a_hub_id_is_the_common_base():
+    recipe = MergeRecipe(task="mrpc", models=["a"], base="org/bert-base@v2")
+    assert _common_base(recipe, []) == "org/bert-base"
+
+
+def test_uniform_method_reports_the_uniform_soup_once(capsys, tmp_path, tiny_ingredient_dirs, glue_hub_dir):
+    out_dir = tmp_path / "soup"
+    code, out, err = run(
+        capsys,
+        "merge",
+        *quick_mrpc(tiny_ingredient_dirs[:2], glue_hub_dir),
+        "--method",
+        "uniform",
+        "--output-dir",
+        out_dir,
+    )
+    assert code == 0, err
+    assert sum("uniform soup" in line for line in out.splitlines()) == 1
+    text = (out_dir / "README.md").read_text()
+    assert text.count("| **Soup (uniform)** |") == 1 and "Uniform soup (all ingredients)" not in text
+    assert set(yaml.safe_load((out_dir / "soup.yaml").read_text())["results"]) == {SOUP, BEST, ENSEMBLE}
+
+
+@pytest.fixture
+def independent_heads(tmp_path, tiny_ingredient_dirs) -> list[Path]:
+    """Two ingredients of one backbone whose classifier weights were each drawn anew (issue 11)."""
+    folders = copy_folders(tiny_ingredient_dirs[:2], tmp_path / "drawn")
+    for index, folder in enumerate(folders):
+        weights = load_file(folder / "model.safetensors")
+        generator = torch.Generator().manual_seed(200 + index)
+        weights["classifier.weight"] = (
+            torch.randn(weights["classifier.weight"].shape, generator=generator) * 0.02
+        )
+        save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folders
+
+
+@pytest.mark.parametrize("method", ["uniform", "weighted"])
+def test_uniform_or_weighted_soup_of_independent_heads_is_refused(
+    capsys, independent_heads, glue_hub_dir, method
+):
+    weights = ["--weights", "1", "1"] if method == "weighted" else []
+    line = user_error(
+        capsys, "merge", *quick_mrpc(independent_heads, glue_hub_dir), "--method", method, *weights
+    )
+    assert "independently initialized" in line and "--allow-independent-heads" in line and "head_seed" in line
+
+
+def test_independent_heads_allowed_explicitly_or_souped_greedily_with_a_warning(
+    capsys, caplog, independent_heads, glue_hub_dir
+):
+    merge = quick_mrpc(independent_heads, glue_hub_dir)
+    code, _out, err = run(capsys, "merge", *merge, "--method", "uniform", "--allow-independent-heads")
+    assert code == 0, err
+
+    with caplog.at_level("WARNING", logger="hfsoup"):
+        code, _out, err = run(capsys, "merge", *merge)
+    assert code == 0, err
+    assert any("will likely keep one ingredient" in r.getMessage() for r in caplog.records)
+
+
+def test_shared_heads_are_souped_without_the_warning(capsys, caplog, tiny_ingredient_dirs, glue_hub_dir):
+    with caplog.at_level("WARNING", logger="hfsoup"):
+        code, _out, err = run(
+            capsys, "merge", *quick_mrpc(tiny_ingredient_dirs[:2], glue_hub_dir), "--method", "uniform"
+        )
+    assert code == 0, err
+    assert not any("independently initialized" in r.getMessage() for r in caplog.records)

@@ -108,20 +108,20 @@ def _read(task: Task, source: str, split: str) -> datasets.Dataset:
             )
         builder, options = DATA_FILE_BUILDERS[path.suffix]
         split_name = re.match(r"\w*", split).group()
-        with _dataset_errors(source, split):
+        with _dataset_errors(source, split, task):
             return datasets.load_dataset(builder, data_files={split_name: str(path)}, split=split, **options)
-    with _dataset_errors(source, split):
+    with _dataset_errors(source, split, task):
         configs = datasets.get_dataset_config_names(source)
     if task.name not in configs and configs != ["default"]:
         raise DatasetError(
             f"dataset {source!r} has no config {task.name!r}; its configs: {', '.join(configs)}"
         )
-    with _dataset_errors(source, split):
+    with _dataset_errors(source, split, task):
         return datasets.load_dataset(source, task.name if task.name in configs else None, split=split)
 
 
 @contextmanager
-def _dataset_errors(source: str, split: str) -> Iterator[None]:
+def _dataset_errors(source: str, split: str, task: Task) -> Iterator[None]:
     """Turn the errors of `datasets` into a one-line [`DatasetError`]."""
     try:
         yield
@@ -134,6 +134,12 @@ def _dataset_errors(source: str, split: str) -> Iterator[None]:
         raise DatasetError(
             f"cannot read split {split!r} of {source!r} ({first_line(error)}); "
             "use e.g. 'validation', 'validation[:50%]', 'train[-500:]', 'selection' or 'report'"
+        ) from error
+    except datasets.exceptions.DatasetsError as error:  # e.g. a data file pandas or arrow cannot parse
+        raise DatasetError(
+            f"cannot parse {source!r} ({first_line(error.__cause__ or error)}); a data file needs a header row "
+            f"naming the columns of task {task.name} ({', '.join(task.columns)}) and one row per example (the "
+            "original GLUE .tsv files need converting)"
         ) from error
 
 

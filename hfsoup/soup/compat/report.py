@@ -27,6 +27,8 @@ class CompatReport:
             common label order (see [`CompatReport.aligned`]).
         label_names: the common label order every ingredient is aligned to (empty for regression or unknown).
         weights_checked: whether the value checks (NaN/Inf, common-base distances) ran.
+        independent_tensors: tensors that look independently initialized in each ingredient (typically a task
+            head drawn anew in every run) while the backbones are close; found by the value checks.
     """
 
     ingredients: list[str]
@@ -37,6 +39,7 @@ class CompatReport:
     label_orders: list[list[int] | None] = field(default_factory=list)
     label_names: list[str] = field(default_factory=list)
     weights_checked: bool = False
+    independent_tensors: list[str] = field(default_factory=list)
 
     def ok(self) -> bool:
         """Whether the ingredients can be averaged (no errors)."""

@@ -17,13 +17,25 @@ from ..ingredient import Ingredient
 from .config import HEAD_FIELDS, check_config
 from .report import CompatReport, grouped
 
-__all__ = ["COMMON_BASE_MAX_DISTANCE", "check_base", "check_tensors", "check_weights"]
+__all__ = [
+    "COMMON_BASE_MAX_DISTANCE",
+    "INDEPENDENT_MAX_COSINE",
+    "check_base",
+    "check_tensors",
+    "check_weights",
+]
 
 # Relative distance ||a - b|| / ((||a|| + ||b||) / 2) over the backbone's weight matrices above which two models
 # are taken not to share a base. Fine-tunes of one base stay well under 0.1 (the whole update is a few percent
 # of the weights); independently initialised or pretrained matrices are about sqrt(2) ~ 1.4 apart.
 # Vectors (LayerNorm, biases) are left out: they start at the same constants in every model.
 COMMON_BASE_MAX_DISTANCE = 0.5
+# Cosine similarity of one tensor's values in two ingredients under which, while their backbones are close, the
+# tensor looks independently initialized in each: two independent random draws of n numbers have a cosine
+# of about 0 +- 1/sqrt(n) (0.04 for a 2 x 384 head), while fine-tunes of one initialization stay near 1.
+INDEPENDENT_MAX_COSINE = 0.5
+# Tensors smaller than this are left out of that check: their cosine is too noisy to mean anything.
+INDEPENDENT_MIN_NUMEL = 64
 
 
 def check_tensors(ingredients: list[Ingredient], report: CompatReport) -> None:
@@ -98,7 +110,8 @@ def _nonfinite(name: str, tensor: torch.Tensor) -> str | None:
 
 
 def check_weights(ingredients: list[Ingredient], base: Ingredient | None, report: CompatReport) -> None:
-    """Stream every weight: NaN/Inf anywhere, and how far apart the backbones are (a common base or not)."""
+    """Stream every weight: NaN/Inf anywhere, how far apart the backbones are (a common base or not), and
+    which tensors look independently initialized in each ingredient (a task head drawn anew in every run)."""
     report.weights_checked = True
     first = ingredients[0]
     shape = {n: info.shape for n, info in first.tensor_infos.items()}
@@ -122,6 +135,14 @@ def check_weights(ingredients: list[Ingredient], base: Ingredient | None, report
     labels = [i.name for i in ingredients] + ([f"{base.name} (base)"] if base is not None else [])
     gram = torch.zeros(len(labels), len(labels), dtype=torch.float64)
     broken: dict[str, list[str]] = {i.name: [] for i in ingredients}
+    comparable = [
+        n
+        for n in common
+        if len(shape[n]) >= 2
+        and first.tensor_infos[n].is_float
+        and math.prod(shape[n]) >= INDEPENDENT_MIN_NUMEL
+    ]
+    grams = {n: torch.zeros(len(ingredients), len(ingredients), dtype=torch.float64) for n in comparable}
     base_stream = (
         base.tensors([base_of[n] for n in common if n in matrices]) if base is not None else iter(())
     )
@@ -134,6 +155,8 @@ def check_weights(ingredients: list[Ingredient], base: Ingredient | None, report
                 broken[ingredient.name].append(problem)
         if name in matrices:
             accumulate_gram(gram, row if base is None else [*row, next(base_stream)[1]])
+        if name in grams:
+            accumulate_gram(grams[name], row)
     checked = set(common)
     for ingredient in ingredients:
         extra = [n for n in ingredient.tensor_infos if n not in checked]
@@ -165,3 +188,39 @@ def check_weights(ingredients: list[Ingredient], base: Ingredient | None, report
             f"the backbones are close: largest relative distance {distance:.4f} ({a}–{b}), under the "
             f"{COMMON_BASE_MAX_DISTANCE} that would suggest different bases."
         )
+        _check_independent_tensors(ingredients, grams, report, backbone=(distance, a, b))
+
+
+def _cosine(gram: torch.Tensor, i: int, j: int) -> float:
+    scale = math.sqrt(float(gram[i, i]) * float(gram[j, j]))
+    return float(gram[i, j]) / scale if scale > 0 else 1.0
+
+
+def _check_independent_tensors(
+    ingredients: list[Ingredient], grams: dict[str, torch.Tensor], report: CompatReport, backbone: tuple
+) -> None:
+    """Flag tensors that are near-orthogonal between ingredients whose backbones are close."""
+    lowest = {}
+    for name, gram in grams.items():
+        pairs = [
+            (_cosine(gram, i, j), i, j)
+            for i in range(len(ingredients))
+            for j in range(i + 1, len(ingredients))
+        ]
+        if pairs and (low := min(pairs))[0] < INDEPENDENT_MAX_COSINE:
+            lowest[name] = low
+    if not lowest:
+        return
+    report.independent_tensors = sorted(lowest)
+    shown = ", ".join(
+        f"{name} {cosine:.2f} ({ingredients[i].name}–{ingredients[j].name})"
+        for name, (cosine, i, j) in sorted(lowest.items())[:3]
+    )
+    more = f" and {len(lowest) - 3} more" if len(lowest) > 3 else ""
+    report.warnings.append(
+        f"{len(lowest)} tensor(s) look independently initialized in each ingredient (lowest cosine similarity "
+        f"{shown}{more}; under {INDEPENDENT_MAX_COSINE}) while the backbones are close (largest relative distance "
+        f"{backbone[0]:.4f}): a task head drawn anew in every run; averaging unrelated random heads averages "
+        "nothing, so a uniform or weighted soup is refused and a greedy soup will likely keep one ingredient; "
+        "fine-tune every run from one shared initialization (hfsoup's finetune does, with head_seed)."
+    )

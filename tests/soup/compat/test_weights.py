@@ -124,3 +124,63 @@ def test_the_common_base_verdict(tiny_ingredient_dirs, tmp_path, far):
         )
     else:
         assert report.warnings == [] and any("backbones are close" in note for note in report.notes)
+
+
+def _redraw_head(seed: int):
+    """An edit that replaces the classifier weight by a fresh random draw, as a run that adds a new head does."""
+
+    def edit(weights):
+        generator = torch.Generator().manual_seed(seed)
+        shape = weights["classifier.weight"].shape
+        weights["classifier.weight"] = torch.randn(shape, generator=generator) * 0.02
+
+    return edit
+
+
+def test_independently_drawn_heads_on_one_backbone_are_flagged(tiny_ingredient_dirs, tmp_path):
+    # Issue 11: one backbone, a head drawn anew in each run.
+    drawn = [
+        _edited(folder, tmp_path / f"drawn{index}", _redraw_head(100 + index))
+        for index, folder in enumerate(tiny_ingredient_dirs[:2])
+    ]
+    ingredients = load_ingredients(drawn)
+    report = _report(ingredients)
+
+    check_weights(ingredients, None, report)
+
+    assert report.independent_tensors == ["classifier.weight"]
+    (warning,) = [w for w in report.warnings if "independently initialized" in w]
+    assert "classifier.weight" in warning and "shared initialization" in warning and "\n" not in warning
+    assert report.ok()  # a warning: whether to refuse depends on the soup method (the pipeline decides)
+
+
+def test_a_shared_head_is_not_flagged(tiny_ingredient_dirs):
+    # The fixture's variants all start from the base's head and move a little: what a shared head gives.
+    ingredients = load_ingredients([str(folder) for folder in tiny_ingredient_dirs])
+    report = _report(ingredients)
+
+    check_weights(ingredients, None, report)
+
+    assert report.independent_tensors == []
+    assert not any("independently initialized" in w for w in report.warnings)
+
+
+def test_unrelated_models_are_not_reported_as_independent_heads(tmp_path):
+    # Far-apart backbones get the common-base warning; the head check needs a close backbone to mean anything.
+    from tiny_models import save_model_folder, tiny_bert, tiny_tokenizer
+
+    folders = [
+        str(
+            save_model_folder(
+                tiny_bert(seed=seed), tiny_tokenizer(tmp_path / f"m{seed}"), tmp_path / f"m{seed}"
+            )
+        )
+        for seed in (21, 22)
+    ]
+    ingredients = load_ingredients(folders)
+    report = _report(ingredients)
+
+    check_weights(ingredients, None, report)
+
+    assert report.independent_tensors == []
+    assert any("do not look fine-tuned from one common base" in w for w in report.warnings)

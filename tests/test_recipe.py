@@ -1,0 +1,127 @@
+"""Tests of hfsoup.recipe: recipes from YAML and flags check every field, in one line naming field and value."""
+
+from __future__ import annotations
+
+import pytest
+from cli_helpers import user_error
+
+from hfsoup.errors import RecipeError
+from hfsoup.recipe import FinetuneRecipe, MergeRecipe, load_recipe
+
+GOOD = "task: mrpc\nmodels: [runs/a, runs/b]\n"
+
+
+def recipe_error(tmp_path, text: str) -> str:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    message = str(caught.value)
+    assert "\n" not in message and message.count(str(path)) == 1
+    return message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD + "batch_size: sixteen\n", ["batch_size", "'sixteen'", "whole number"]),
+        ("task: mrpc\nmodels: runs/a\n", ["models", "'runs/a'", "list of strings"]),
+        (GOOD + "method: weighted\nweights: '0.5 0.5'\n", ["weights", "'0.5 0.5'", "list of numbers"]),
+        ("task: [mrpc]\nmodels: [runs/a]\n", ["task", "['mrpc']", "string"]),
+        ("task: mrpc\nmodels: [runs/a, 17]\n", ["models[1]", "17", "string"]),
+        (GOOD + "seed: 1.5\n", ["seed", "1.5", "whole number"]),
+        (GOOD + "seeds: 3\n", ["unknown field", "'seeds'", "seed"]),
+        ("models: [runs/a]\n", ["lacks the required field", "'task'"]),
+        (GOOD + "finetune: 3\n", ["finetune", "3", "mapping"]),
+        (GOOD + "max_length: true\n", ["max_length", "True", "whole number"]),
+        (GOOD + "finetune: {base: b, runs: [3]}\n", ["finetune.runs[0]", "3", "mapping"]),
+        (GOOD + "finetune: {base: b, learning_rate: fast}\n", ["finetune.learning_rate", "'fast'", "number"]),
+        (GOOD + "finetune: {runs: [{seed: 1}]}\n", ["finetune", "'base'"]),
+        ("- task: mrpc\n", ["mapping"]),
+    ],
+)
+def test_wrong_field_is_one_line_naming_field_and_value(tmp_path, text, expected):
+    message = recipe_error(tmp_path, text)
+    for part in expected:
+        assert part in message, (part, message)
+
+
+def test_good_yaml_recipe_and_overrides(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(GOOD + "method: weighted\nweights: [1, 3]\n")
+    recipe = load_recipe(path, batch_size=8, seed=None)
+    assert recipe.weights == [1.0, 3.0] and all(isinstance(w, float) for w in recipe.weights)
+    assert recipe.batch_size == 8 and recipe.seed == 0
+    assert load_recipe(path, models=["runs/c", "runs/d"]).models == ["runs/c", "runs/d"]
+    path.write_text(GOOD + "finetune: {base: b, max_steps: 4}\n")
+    recipe = load_recipe(path)
+    assert isinstance(recipe.finetune, FinetuneRecipe) and recipe.finetune.max_steps == 4
+    assert recipe.ingredient_count == 2 + 2 * 2  # each run gives its raw and its EMA weights
+
+
+@pytest.mark.parametrize(
+    "weights", [[0.0, 0.0], [-1.0, 2.0], [float("nan"), 1.0], [float("inf"), 1.0]], ids=str
+)
+def test_weights_must_be_finite_non_negative_with_a_positive_sum(weights):
+    with pytest.raises(RecipeError, match="finite numbers >= 0 with a positive sum"):
+        MergeRecipe(task="mrpc", models=["a", "b"], method="weighted", weights=weights)
+
+
+@pytest.mark.parametrize("weights", [["0", "0"], ["-1", "2"]], ids=["zero-sum", "negative"])
+def test_bad_weights_fail_before_any_model_is_read(capsys, tmp_path, weights):
+    missing = [
+        tmp_path / "missing-1",
+        tmp_path / "missing-2",
+    ]  # reading them would fail: they must not be read
+    line = user_error(
+        capsys, "merge", *missing, "--task", "mrpc", "--method", "weighted", "--weights", *weights
+    )
+    assert "--weights must be finite numbers >= 0" in line and "No model folder" not in line
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"task": "squad"}, "unknown task 'squad'"),
+        ({"method": "median"}, "median"),
+        ({"models": []}, "at least one model"),
+        ({"method": "weighted"}, "needs --weights"),
+        ({"weights": [1.0, 1.0]}, "goes with --method weighted"),
+        ({"selection_split": "validation", "report_split": "validation"}, "pick two different splits"),
+        ({"batch_size": 0}, "at least 1"),
+    ],
+)
+def test_wrong_values_are_recipe_errors(fields, expected):
+    with pytest.raises(RecipeError, match=expected):
+        MergeRecipe(**{"task": "mrpc", "models": ["a", "b"], **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"runs": []}, "non-empty list"),
+        ({"max_steps": 0}, "at least 1"),
+        ({"ema_decay": 1.0}, "ema_decay"),
+        ({"learning_rate": 0}, "learning_rate"),
+    ],
+)
+def test_wrong_finetune_values_are_recipe_errors(fields, expected):
+    with pytest.raises(RecipeError, match=expected):
+        FinetuneRecipe(base="b", **fields)
+
+
+def test_missing_recipe_file_and_bad_yaml(tmp_path):
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "nope.yaml")
+    assert "not valid YAML at line" in recipe_error(tmp_path, "task: [unclosed\n")
+
+
+def test_cli_without_task_or_recipe(capsys, tmp_path):
+    assert "--task is required" in user_error(capsys, "merge", tmp_path / "model")
+
+
+def test_cli_recipe_error_names_the_file_and_field(capsys, tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(GOOD + "batch_size: sixteen\n")
+    line = user_error(capsys, "merge", "--recipe", path)
+    assert str(path) in line and "batch_size" in line and "'sixteen'" in line
