@@ -106,7 +106,7 @@ def main() -> None:
     results = json.loads(store.read_text()) if store.exists() else {}
     started = time.time()
     print(
-        f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__}, load {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     seeds = range(2 if args.quick else 5)

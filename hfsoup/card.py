@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -310,7 +310,7 @@ def soup_yaml(result: MergeResult) -> str:
     data = {
         "format": SOUP_FORMAT,
         "hfsoup_version": version("hfsoup"),
-        "date": datetime.now(timezone.utc).date().isoformat(),
+        "date": datetime.now(UTC).date().isoformat(),
         "command": result.command,
         "recipe": _plain(result.recipe),
         "task": result.task,
