@@ -211,7 +211,7 @@ def _push(folder, repo_id: str, args) -> None:
     if not (Path(folder) / "soup.yaml").is_file():
         raise RecipeError(
             f"{folder} has no soup.yaml, so it was not written by `hfsoup merge`; hfsoup pushes only soups "
-            "(use `huggingface-cli upload` for other folders)."
+            "(use `hf upload` for other folders)."
         )
     try:
         commit = push_folder(

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import re
+import typing
 from pathlib import Path
 
 from transformers import (
@@ -36,7 +37,7 @@ from .ema import EmaTrainerCallback
 from .errors import RecipeError
 from .eval.data import load_split
 from .eval.tasks import Task
-from .recipe import FinetuneRecipe
+from .recipe import FinetuneRecipe, check_value
 from .sources import model_folder
 from .staging import staged
 
@@ -113,13 +114,25 @@ def _training_arguments(recipe: FinetuneRecipe, overrides: dict, run_dir: Path) 
         logging_steps=max(1, recipe.max_steps // 5),
         disable_tqdm=True,
     )
-    settings.update(overrides)
+    hints = _simple_hints()
+    for name, value in overrides.items():
+        if name in hints:  # TrainingArguments itself takes learning_rate="fast" and fails mid-training
+            settings[name] = check_value(value, hints[name], "finetune.runs", name)
+        else:
+            settings[name] = value
     try:
         return TrainingArguments(**settings)
     except (TypeError, ValueError) as error:
         raise RecipeError(
             f"finetune run {overrides}: {str(error).splitlines()[0]}; use TrainingArguments field names and values."
         ) from error
+
+
+def _simple_hints() -> dict[str, type]:
+    """The `TrainingArguments` fields typed plainly as a number or a flag, whose values the recipe checks."""
+    simple = (int, float, bool)
+    hints = typing.get_type_hints(TrainingArguments)
+    return {name: hint for name, hint in hints.items() if hint in simple}
 
 
 def _encoded_train_split(recipe: FinetuneRecipe, task: Task, dataset, seed: int, tokenizer):

@@ -20,7 +20,7 @@ from .errors import HfSoupError, RecipeError
 from .eval.tasks import get_task
 from .result import SOUP_FORMAT
 
-__all__ = ["FinetuneRecipe", "MergeRecipe", "load_recipe", "load_soup_yaml"]
+__all__ = ["FinetuneRecipe", "MergeRecipe", "check_value", "load_recipe", "load_soup_yaml"]
 
 
 @dataclass
@@ -169,14 +169,14 @@ def _type_error(where: str, name: str, value: object, expected: str) -> RecipeEr
     )
 
 
-def _check_value(value: object, hint: object, where: str, name: str) -> object:
+def check_value(value: object, hint: object, where: str, name: str) -> object:
     """`value` checked against the type `hint` (ints accepted for floats); a one-line RecipeError if it is not."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         (inner,) = [arg for arg in args if arg is not type(None)]
-        return _check_value(value, inner, where, name)
+        return check_value(value, inner, where, name)
     if hint is bool:
         if not isinstance(value, bool):
             raise _type_error(where, name, value, "true or false")
@@ -193,13 +193,13 @@ def _check_value(value: object, hint: object, where: str, name: str) -> object:
     elif origin is list:
         if not isinstance(value, list):
             raise _type_error(where, name, value, f"a list of {_describe(args[0])}")
-        return [_check_value(item, args[0], where, f"{name}[{index}]") for index, item in enumerate(value)]
+        return [check_value(item, args[0], where, f"{name}[{index}]") for index, item in enumerate(value)]
     elif origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise _type_error(where, name, value, "a mapping")
         if args:
             return {
-                _check_value(k, args[0], where, name): _check_value(v, args[1], where, f"{name}.{k}")
+                check_value(k, args[0], where, name): check_value(v, args[1], where, f"{name}.{k}")
                 for k, v in value.items()
             }
     elif dataclasses.is_dataclass(hint) and not isinstance(value, hint):
@@ -215,7 +215,7 @@ def _check_types(recipe: object, where: str) -> None:
     hints = typing.get_type_hints(type(recipe))
     for item in dataclasses.fields(recipe):
         value = getattr(recipe, item.name)
-        setattr(recipe, item.name, _check_value(value, hints[item.name], where, item.name))
+        setattr(recipe, item.name, check_value(value, hints[item.name], where, item.name))
 
 
 def _build(cls, data: object, where: str):

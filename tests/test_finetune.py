@@ -123,3 +123,10 @@ def test_every_run_starts_from_one_shared_head(tmp_path, tiny_base_dir, glue_hub
     a, b = _heads(independent)
     assert not torch.allclose(a, b, atol=1e-3)
     assert not list((tmp_path / "own").glob("init-*"))
+
+
+def test_a_training_argument_of_the_wrong_type_is_one_line_before_any_work(tmp_path):
+    recipe = FinetuneRecipe(base=str(tmp_path / "no-such-base"), runs=[{"learning_rate": "fast"}])
+    with pytest.raises(RecipeError, match=r"finetune.runs.learning_rate must be a number, got 'fast'"):
+        finetune_ingredients(recipe, get_task("mrpc"), dataset=None, work_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

@@ -105,7 +105,8 @@ class EmaTrainerCallback(TrainerCallback):
       `load_best_model_at_end`), so `trainer.save_model()` and `trainer.push_to_hub()` publish them; with
       `load_ema_at_end=False` it keeps the raw weights. `save_raw_to=DIR` first saves the raw weights (and
       the tokenizer) as a model folder, to publish next to the EMA, e.g. as a branch of the same Hub repo
-      (`hfsoup push DIR user/model --revision raw`), so `user/model@raw` can join a soup.
+      (`huggingface_hub.upload_folder(folder_path=DIR, repo_id="user/model", revision="raw")`), so
+      `user/model@raw` can join a soup.
     - Under DDP every rank keeps an identical EMA and only the main process writes it. Under FSDP2 each rank
       keeps and saves the EMA of its own shard. DeepSpeed ZeRO-3 and FSDP1 are refused when training begins
       (see [`ModelEma`]).
