@@ -16,7 +16,7 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
-from .errors import HfSoupError, HubError, IncompatibleIngredientsError, RecipeError
+from .errors import HfSoupError, HubError, IncompatibleIngredientsError, IngredientNotFoundError, RecipeError
 from .result import BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult
 
 EXIT_USER_ERROR = 1
@@ -208,6 +208,10 @@ def _merge(args) -> None:
 def _push(folder, repo_id: str, args) -> None:
     from .sources import push_folder
 
+    if not Path(folder).is_dir():
+        raise IngredientNotFoundError(
+            f"No soup folder at {folder}: give the --output-dir of an `hfsoup merge`.", reference=str(folder)
+        )
     if not (Path(folder) / "soup.yaml").is_file():
         raise RecipeError(
             f"{folder} has no soup.yaml, so it was not written by `hfsoup merge`; hfsoup pushes only soups "

@@ -159,3 +159,8 @@ def test_verbose_reraises_internal_and_user_errors(monkeypatch, tmp_path):
             main(["-v", "merge", str(tmp_path / "model"), "--task", "mrpc"])
     with pytest.raises(RecipeError, match="--task is required"):
         main(["-v", "merge", str(tmp_path / "model")])
+
+
+def test_push_of_a_missing_folder_names_it(capsys, tmp_path):
+    line = user_error(capsys, "push", tmp_path / "missing", "alice/soup")
+    assert f"No soup folder at {tmp_path / 'missing'}" in line
