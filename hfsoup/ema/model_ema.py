@@ -6,74 +6,20 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 from torch import nn
 
-from ..averaging import ema_decay
 from ..errors import InvalidSettingError
 from .mixed_lerp import mixed_lerp_
+from .settings import EmaSettings
 from .sharding import check_supported, model_sharding_problem
 from .state import STATE_FORMAT, check_state_tensors, read_state, write_state
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EmaSettings", "ModelEma"]
-
-
-@dataclass(frozen=True)
-class EmaSettings:
-    """The settings of an EMA, validated on construction.
-
-    See [`ModelEma`] for the meaning of each field.
-
-    Raises:
-        InvalidSettingError: if a field is outside its allowed values.
-    """
-
-    decay: float = 0.9999
-    warmup: bool = True
-    warmup_gamma: float = 1.0
-    warmup_power: float = 2 / 3
-    min_decay: float = 0.0
-    start_step: int = 0
-    update_every: int = 1
-    include_buffers: bool = True
-
-    def __post_init__(self):
-        problems = []
-        if not 0.0 <= self.decay < 1.0:
-            problems.append(f"decay must be in [0, 1), got {self.decay!r}")
-        if not 0.0 <= self.min_decay <= max(self.decay, 0.0):
-            problems.append(f"min_decay must be in [0, decay={self.decay}], got {self.min_decay!r}")
-        if not self.warmup_gamma > 0:
-            problems.append(f"warmup_gamma must be > 0, got {self.warmup_gamma!r}")
-        if not self.warmup_power > 0:
-            problems.append(f"warmup_power must be > 0, got {self.warmup_power!r}")
-        if not (isinstance(self.start_step, int) and self.start_step >= 0):
-            problems.append(f"start_step must be an integer >= 0, got {self.start_step!r}")
-        if not (isinstance(self.update_every, int) and self.update_every >= 1):
-            problems.append(f"update_every must be an integer >= 1, got {self.update_every!r}")
-        if problems:
-            raise InvalidSettingError("Invalid EMA settings: " + "; ".join(problems) + ".")
-
-    def decay_for_update(self, num_updates: int) -> float:
-        """The decay of the update that follows `num_updates` earlier updates.
-
-        With warm-up the first update (`num_updates == 0`) copies the weights (decay 0) whatever `min_decay`
-        is, as timm's `ModelEmaV3` does; later ones follow [`~hfsoup.averaging.ema_decay`].
-        """
-        if self.warmup and num_updates == 0:
-            return 0.0
-        return ema_decay(
-            num_updates,
-            self.decay,
-            warmup=self.warmup,
-            warmup_gamma=self.warmup_gamma,
-            warmup_power=self.warmup_power,
-            min_decay=self.min_decay,
-        )
 
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:
@@ -90,11 +36,35 @@ class ModelEma:
 
     - `decay=0.9999`: the average spans about `1 / (1 - decay)` = 10,000 steps. Fine-tuning runs of a few
       thousand steps want 0.999 or 0.99.
-    - `warmup=True`: as timm's `ModelEmaV3`, the first update copies the weights (decay 0, whatever
-      `min_decay` is), and the update after `k >= 1` earlier ones uses
-      `clamp(1 - (1 + k / warmup_gamma) ** -warmup_power, min_decay, decay)`, so the average forgets its
-      starting point fast. With `warmup=False` the decay is `decay` from the first update (timm copies on
-      the first update even then; here the shadow starts as a copy of the weights anyway).
+    - The schedule of `d_t`, one of three; `t` counts updates, from the first one after `start_step`:
+      - `warmup=True` (the default unless `bias_correction=True`): as timm's `ModelEmaV3`, the first update
+        copies the weights (decay 0, whatever `min_decay` is), and the update after `k >= 1` earlier ones
+        uses `clamp(1 - (1 + k / warmup_gamma) ** -warmup_power, min_decay, decay)`, so the average forgets
+        its starting point fast. It reaches `decay` after about `warmup_gamma * (1 - decay) ** (-1 /
+        warmup_power)` updates: with the defaults (gamma 1, power 2/3), at update 1,000 for 0.99, 31,623 for
+        0.999 and 1,000,000 for 0.9999. Until then the average spans about `(1 + k) ** (2 / 3)` updates (its
+        decay is 0.99 after 1,000 updates, 0.9952 after 3,000, 0.9978 after 10,000), so in a run of a few
+        thousand steps a `decay` of 0.999 or more is a ceiling never reached.
+      - `warmup=False`: `decay` from the first update, starting from the weights the EMA was built from.
+        Those keep a share `decay ** t` of the average, under 1% only after `ln(0.01) / ln(decay)` updates:
+        about 458 for 0.99, 4,603 for 0.999, 46,049 for 0.9999. Right when the starting weights are good.
+      - `bias_correction=True`: as Adam's moments, the average starts from zero, `v_0 = 0`,
+        `v_t = decay * v_{t-1} + (1 - decay) * weights_t`, and the weights used are `v_t / (1 - decay ** t)`.
+        Step 1's average is step 1's weights; update `i` weighs `decay ** (t - i)`, normalised; the starting
+        weights weigh nothing. The decay is `decay` from the first update, and the correction
+        `1 / (1 - decay ** t)` fades to within 1% of 1 after about `ln(0.01) / ln(decay)` updates: 458 for
+        0.99, 4,603 for 0.999, 46,049 for 0.9999 (it is <= 1.01 from update 460, 4,613 and 46,149). The
+        price: while `t` is small against `1 / (1 - decay)` the average is close to the plain mean of all
+        updates so far, early weights included, which the warm-up forgets sooner. The shadow holds the
+        corrected average itself, updated with the lerp weight `(1 - decay) / (1 - decay ** t)` (the same
+        quantity as `v_t / (1 - decay ** t)`), not `v_t`: so every reader (`copy_to`, `swapped_into`,
+        `apply_shadow`, the state file, the callback) gets the corrected weights at no extra cost, and step
+        1's average equals step 1's weights to the bit, which `v_1` in fp32 rescaled by `1 / (1 - decay)`
+        does not. Before the first update the average is the weights the EMA was built from (before
+        `start_step`, the last weights passed to `update`). `bias_correction=True` alone turns the warm-up
+        off, and an explicit `warmup=True` with it is refused: both remedy the same start-up bias and would
+        ramp the decay twice, so neither silently wins, and as the warm-up is on by default, requiring
+        `warmup=False` too would refuse the plain request.
     - `start_step=0`, `update_every=1`: before `start_step` the shadow copies the weights; then one update
       every `update_every` optimizer steps, each with the decay above (the warm-up counts updates, not steps).
     - The shadow is fp32 (fp64 for fp64 weights) whatever the model's dtype: a bf16 shadow at decay 0.9999
@@ -114,7 +84,7 @@ class ModelEma:
     Args:
         model: the model whose weights are averaged; the shadow starts as a copy of its weights.
         decay: the target decay, in [0, 1).
-        warmup: ramp the decay up from 0 (see above).
+        warmup: ramp the decay up from 0 (see above); `None` for on unless `bias_correction`.
         warmup_gamma: the warm-up's time scale, in updates (> 0).
         warmup_power: the warm-up's exponent (> 0).
         min_decay: the lower clamp of the warmed-up decay, in [0, decay].
@@ -122,10 +92,11 @@ class ModelEma:
         update_every: average every this many optimizer steps (>= 1).
         device: where the shadow lives; `None` for next to each parameter.
         include_buffers: average floating-point buffers too.
+        bias_correction: start the average from zero and divide by `1 - decay ** t` (see above).
 
     Raises:
-        InvalidSettingError: if a setting is outside its allowed values, or the model is sharded by
-            DeepSpeed ZeRO-3 or FSDP1.
+        InvalidSettingError: if a setting is outside its allowed values, `warmup=True` is given with
+            `bias_correction=True`, or the model is sharded by DeepSpeed ZeRO-3 or FSDP1.
 
     Example:
         ```python
@@ -135,6 +106,7 @@ class ModelEma:
         ...     ema.update(model, step)
         >>> with ema.swapped_into(model):  # evaluate on the EMA weights, get the raw ones back after
         ...     metrics = evaluate(model)
+        >>> ema = ModelEma(model, decay=0.999, bias_correction=True)  # step 1's average: step 1's weights
         ```
     """
 
@@ -143,7 +115,7 @@ class ModelEma:
         model: nn.Module,
         decay: float = 0.9999,
         *,
-        warmup: bool = True,
+        warmup: bool | None = None,
         warmup_gamma: float = 1.0,
         warmup_power: float = 2 / 3,
         min_decay: float = 0.0,
@@ -151,6 +123,7 @@ class ModelEma:
         update_every: int = 1,
         device: str | torch.device | None = None,
         include_buffers: bool = True,
+        bias_correction: bool = False,
     ):
         self.settings = EmaSettings(
             decay=decay,
@@ -161,6 +134,7 @@ class ModelEma:
             start_step=start_step,
             update_every=update_every,
             include_buffers=include_buffers,
+            bias_correction=bias_correction,
         )
         check_supported(model_sharding_problem(model))
         self.device = torch.device(device) if device is not None else None
@@ -168,6 +142,7 @@ class ModelEma:
         self.last_step = 0
         self.shadow: dict[str, torch.Tensor] = {}
         self.copied: dict[str, torch.Tensor] = {}
+        self._applied: tuple[nn.Module, list[torch.Tensor]] | None = None  # set by apply_shadow: model, raw
         self.is_sharded = (
             False  # True when the model's parameters are FSDP2 DTensors: the shadow is per shard
         )
@@ -217,6 +192,8 @@ class ModelEma:
         """The decay the update at optimizer step `step` would use, or `None` if that step is skipped.
 
         A step before `start_step` copies the weights (decay 0); a step off the `update_every` grid is skipped.
+        With bias correction this is the decay of the corrected average's own update (see
+        [`EmaSettings.decay_for_update`]): 0 for the first update, then rising towards `decay`.
         """
         settings = self.settings
         if step <= settings.start_step:
@@ -234,9 +211,15 @@ class ModelEma:
             step: the optimizer step just taken, counted from 1; defaults to the previous step plus one.
 
         Raises:
-            InvalidSettingError: if a tensor of the EMA is missing from `model` or has another shape there;
-                the EMA and its counters are then left unchanged.
+            InvalidSettingError: if the EMA weights are applied to a model ([`apply_shadow`] without
+                [`restore`]), or a tensor of the EMA is missing from `model` or has another shape there; the
+                EMA and its counters are then left unchanged.
         """
+        if self._applied is not None:
+            raise InvalidSettingError(
+                "The EMA weights are applied to a model (apply_shadow without restore), so it does not "
+                "hold the weights being trained; call ema.restore(model) before ema.update(model)."
+            )
         step = self.last_step + 1 if step is None else step
         weights = self._model_tensors(model, self.shadow, self._averaged)  # checked before any change
         buffers = self._model_tensors(model, self.copied, self._copied)
@@ -251,6 +234,13 @@ class ModelEma:
             torch._foreach_copy_(list(self.copied.values()), [b.to(self.device or b.device) for b in buffers])
 
     # -- using the average --------------------------------------------------------------------------------
+    def _targets(self, model: nn.Module) -> list[torch.Tensor]:
+        """The model's tensors the EMA writes, in the order of `shadow` then `copied`, all checked first."""
+        return [
+            *self._model_tensors(model, self.shadow, self._averaged),
+            *self._model_tensors(model, self.copied, self._copied),
+        ]
+
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Write the EMA weights into `model` (cast to its dtypes), replacing its raw weights.
@@ -259,21 +249,72 @@ class ModelEma:
             InvalidSettingError: if a tensor of the EMA is missing from `model` or has another shape there;
                 `model` is then left unchanged.
         """
-        groups = [(self.shadow, self._averaged), (self.copied, self._copied)]
-        targets = [self._model_tensors(model, names, source) for names, source in groups]  # all checked first
-        for (names, _), group in zip(groups, targets, strict=True):
-            for target, value in zip(group, names.values(), strict=True):
-                target.copy_(value)
+        for target, value in zip(
+            self._targets(model), [*self.shadow.values(), *self.copied.values()], strict=True
+        ):
+            target.copy_(value)
+
+    @torch.no_grad()
+    def apply_shadow(self, model: nn.Module) -> None:
+        """Put the EMA weights into `model` until [`restore`] puts its raw weights back.
+
+        The raw weights are kept meanwhile, as a copy in the model's dtype and on its device (the memory of
+        one more model). While they are kept, [`update`] and a second `apply_shadow` are refused: the model
+        holds the EMA weights, not the ones being trained. [`swapped_into`] does both calls around a block.
+
+        Raises:
+            InvalidSettingError: if the EMA is applied already (call [`restore`] first), or as [`copy_to`];
+                `model` is then left unchanged.
+
+        Example:
+            ```python
+            >>> ema.apply_shadow(model)
+            >>> metrics = evaluate(model)  # on the EMA weights
+            >>> ema.restore(model)  # the raw weights, bit for bit, and training can go on
+            ```
+        """
+        if self._applied is not None:
+            raise InvalidSettingError(
+                "The EMA weights are already applied to a model (apply_shadow called twice); "
+                "call ema.restore(model) before applying them again."
+            )
+        targets = self._targets(model)  # checked before any change
+        raw = [target.detach().clone() for target in targets]
+        for target, value in zip(targets, [*self.shadow.values(), *self.copied.values()], strict=True):
+            target.copy_(value)
+        self._applied = (model, raw)
+
+    @torch.no_grad()
+    def restore(self, model: nn.Module) -> None:
+        """Write back the raw weights [`apply_shadow`] kept, exactly, and free their copy.
+
+        Raises:
+            InvalidSettingError: if the EMA is not applied, or applied to another model than `model`.
+        """
+        if self._applied is None:
+            raise InvalidSettingError(
+                "There are no raw weights to restore: the EMA is not applied; "
+                "call ema.apply_shadow(model) first."
+            )
+        if model is not self._applied[0]:
+            raise InvalidSettingError(
+                "restore got another model than the one the EMA weights were applied to; "
+                "pass the model given to ema.apply_shadow."
+            )
+        for target, value in zip(self._targets(model), self._applied[1], strict=True):
+            target.copy_(value)
+        self._applied = None
 
     @contextmanager
     def swapped_into(self, model: nn.Module) -> Iterator[nn.Module]:
         """Put the EMA weights into `model` for the duration of a `with` block, then restore the raw ones.
 
-        The raw weights come back even when the block raises. It costs a copy of the raw weights, in the
-        model's dtype and on its device, while the block runs.
+        [`apply_shadow`] on entry and [`restore`] on exit: the raw weights come back even when the block
+        raises. It costs a copy of the raw weights, in the model's dtype and on its device, while the block
+        runs.
 
         Raises:
-            InvalidSettingError: as [`copy_to`], before the model is changed.
+            InvalidSettingError: as [`apply_shadow`], before the model is changed.
 
         Example:
             ```python
@@ -281,20 +322,11 @@ class ModelEma:
             ...     ema_logits = model(**batch).logits
             ```
         """
-        with torch.no_grad():
-            raw = {
-                name: _local(tensor).detach().clone()
-                for source in (self._averaged, self._copied)
-                for name, tensor in source(model)
-            }
-            self.copy_to(model)
+        self.apply_shadow(model)
         try:
             yield model
         finally:
-            with torch.no_grad():
-                for source in (self._averaged, self._copied):
-                    for name, tensor in source(model):
-                        _local(tensor).copy_(raw[name])
+            self.restore(model)
 
     # -- state --------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
