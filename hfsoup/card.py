@@ -173,6 +173,14 @@ Local-folder ingredients are not Hub repositories, so the `base_model` metadata 
 _BASE = """
 The ingredients were fine-tuned from [{base}]({hub}/{base}).
 """
+_SUBSETS = """
+## Subset search
+
+The uniform soups of all {count} non-empty subsets of the ingredients were scored on the selection split. The
+best {top} (ties go to the smaller subset, then to the lower indices; the first is this soup):
+
+{table}
+"""
 _LOG = """
 ## Soup log
 
@@ -208,6 +216,15 @@ def _ingredient_row(result: MergeResult, index: int, columns: list[tuple[str, st
     return [str(index), where, revision, *scores, added, f"{record.weight:.4f}"]
 
 
+def _subsets(result: MergeResult) -> str:
+    rows = [
+        [str(rank), ", ".join(f"#{i} {result.ingredients[i].name}" for i in s.indices), f"{s.score:.4f}"]
+        for rank, s in enumerate(result.top_subsets, 1)
+    ]
+    table = _table(["Rank", "Ingredients", "Selection score"], rows)
+    return _SUBSETS.format(count=2 ** len(result.ingredients) - 1, top=len(rows), table=table)
+
+
 def _body(result: MergeResult, name: str) -> str:
     """The card's Markdown body, from `_BODY`."""
     task = get_task(result.task)
@@ -228,6 +245,7 @@ def _body(result: MergeResult, name: str) -> str:
     ingredients = [_ingredient_row(result, index, columns) for index in range(count)]
     local = [f"`{record.reference}`" for record in result.ingredients if record.repo_id is None]
     notes = _LOCAL.format(local=", ".join(local)) if local else ""
+    notes += _subsets(result) if result.top_subsets else ""
     notes += _LOG.format(log="\n".join(result.log)) if result.log else ""
     halves = _HALVES.format(
         split=task.eval_splits[0], dataset=_dataset_name(result), task=result.task, seed=result.seed
@@ -336,6 +354,10 @@ def soup_yaml(result: MergeResult) -> str:
         "soup": [
             {"index": index, "pinned_reference": record.pinned_reference, "weight": _round(record.weight)}
             for index, record in zip(result.order_added, result.selected, strict=True)
+        ],
+        "top_subsets": [
+            {"ingredients": list(subset.indices), "selection_score": _round(subset.score)}
+            for subset in result.top_subsets
         ],
         "best_ingredient": result.best_ingredient,
         "results": {key: _rounded(scores) for key, scores in result.candidates.items()},

@@ -31,7 +31,11 @@ def _merge_parser(sub) -> None:
         "models", nargs="*", help="ingredients: model folders, user/name or user/name@revision"
     )
     merge.add_argument("--task", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli")
-    merge.add_argument("--method", help="soup method: greedy (default), uniform or weighted")
+    merge.add_argument(
+        "--method",
+        help="soup method: greedy (default), uniform, weighted, or exhaustive (the best uniform soup of any "
+        "subset, at most 12 models)",
+    )
     merge.add_argument(
         "--weights", type=float, nargs="+", help="one weight per model, with --method weighted"
     )
@@ -258,7 +262,7 @@ def _inspect(args) -> None:
 
 
 def format_scores(result: MergeResult) -> str:
-    """The final table: every ingredient and candidate, with its score on each split."""
+    """The final table: every ingredient and candidate, with its score on each split, then any top subsets."""
     roles = list(result.splits)
     rows = [(f"{'*' if r.selected else ' '} {r.name}", r.scores) for r in result.ingredients]
     labels = {
@@ -275,6 +279,12 @@ def format_scores(result: MergeResult) -> str:
     lines = [f"Task {result.task}; score = {result.score_key}; * = in the soup", f"{'':{width}}{header}"]
     for name, scores in rows:
         lines.append(f"{name:{width}}" + "".join(f"{scores[role]['score']:>14.4f}" for role in roles))
+    if result.top_subsets:
+        subsets = 2 ** len(result.ingredients) - 1
+        lines.append(f"Best of {subsets} subsets by selection score (the first is the soup):")
+        for rank, subset in enumerate(result.top_subsets, 1):
+            names = ", ".join(f"#{i} {result.ingredients[i].name}" for i in subset.indices)
+            lines.append(f"  {rank}. {subset.score:.4f}  {names}")
     return "\n".join(lines)
 
 

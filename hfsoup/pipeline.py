@@ -95,6 +95,7 @@ def run_merge(
         refuse_containing(output, _local_inputs(recipe), "input")
     task = get_task(recipe.task)
     metric = load_metric(task, recipe.metric, trust_remote_metric=trust_remote_metric)
+    get_method(recipe.method).check_count(recipe.ingredient_count)  # before any training or download
     references = list(recipe.models)
     if recipe.finetune is not None:
         from .finetune import finetune_ingredients
@@ -171,8 +172,8 @@ def _local_inputs(recipe: MergeRecipe) -> list[Path]:
 def _refuse_independent_heads(recipe: MergeRecipe, report, allow: bool) -> None:
     """A uniform or weighted soup of independently initialized heads averages noise: refuse it unless allowed.
 
-    A greedy soup may proceed (it keeps an ingredient only if the held-out score improves; the report's warning
-    says it will likely keep one), and so may an explicit `allow`.
+    A greedy or exhaustive soup may proceed (each keeps a mix only if its held-out score is better; the
+    report's warning says it will likely keep one ingredient), and so may an explicit `allow`.
     """
     if not report.independent_tensors or allow or recipe.method not in ("uniform", "weighted"):
         return
@@ -278,10 +279,11 @@ def _soup(recipe, task, ingredients, model, scorers, progress) -> MergeResult:
 
     method = get_method(recipe.method)
     selection = scorers["selection"]
+    # `selection.score(beat=x)` may stop a pass early; offered only when the score allows an exact bound.
     soup = method(
         ingredients,
         target,
-        score=lambda: selection.metrics(selection.logits())["score"],
+        score=selection.score if selection.has_bound else (lambda: selection.score()),
         individual_scores=selection_scores,
         weights=recipe.weights,
     )
@@ -307,6 +309,7 @@ def _soup(recipe, task, ingredients, model, scorers, progress) -> MergeResult:
         best_ingredient=best,
         recipe=recipe.to_dict(),
         seed=recipe.seed,
+        top_subsets=list(soup.top_subsets),
     )
 
 

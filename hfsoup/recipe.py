@@ -81,7 +81,8 @@ class MergeRecipe:
     Args:
         task: the task (`mrpc`, `stsb`, ...: see `hfsoup.eval.TASKS`).
         models: the ingredients: local folders, `user/name` or `user/name@revision`.
-        method: the soup method: `greedy`, `uniform` or `weighted`.
+        method: the soup method, a name of `hfsoup.soup.SOUP_METHODS`: `greedy`, `uniform`, `weighted` or
+            `exhaustive`.
         weights: one weight per model (finite, >= 0, positive sum), for `weighted` only.
         dataset: a Hub dataset id, a local folder laid out like one, or a data file; `None` for `nyu-mll/glue`.
         selection_split: the split the soup is chosen on (`datasets` syntax, or the default seeded half).

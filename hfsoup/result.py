@@ -49,6 +49,19 @@ class IngredientRecord:
 
 
 @dataclass
+class SubsetScore:
+    """One subset of the ingredients scored by a subset search (method `exhaustive`).
+
+    Args:
+        indices: the ingredients in the subset, in ascending order.
+        score: the selection score of their uniform soup.
+    """
+
+    indices: list[int]
+    score: float
+
+
+@dataclass
 class MergeResult:
     """Everything a merge measured and chose.
 
@@ -73,6 +86,8 @@ class MergeResult:
         seed: the seed of the default split halves.
         base_model: the common pre-trained base the ingredients were fine-tuned from, when known (a Hub id).
         license: the license every ingredient declares, when they agree.
+        top_subsets: the best subsets of a subset search, best first, with their selection scores (empty for
+            the other methods).
     """
 
     task: str
@@ -94,6 +109,7 @@ class MergeResult:
     seed: int = 0
     base_model: str | None = None
     license: str | None = None
+    top_subsets: list[SubsetScore] = field(default_factory=list)
 
     @property
     def selected(self) -> list[IngredientRecord]:

@@ -15,7 +15,16 @@ from hfsoup.card import build_card, soup_yaml, write_card_files
 from hfsoup.cli import format_scores
 from hfsoup.errors import RecipeError
 from hfsoup.recipe import load_soup_yaml
-from hfsoup.result import BEST, ENSEMBLE, SOUP, SOUP_FORMAT, UNIFORM, IngredientRecord, MergeResult
+from hfsoup.result import (
+    BEST,
+    ENSEMBLE,
+    SOUP,
+    SOUP_FORMAT,
+    UNIFORM,
+    IngredientRecord,
+    MergeResult,
+    SubsetScore,
+)
 
 SHA_A, SHA_B = "a1b2c3d" + "0" * 33, "b2c3d4e" + "1" * 33
 
@@ -400,3 +409,33 @@ def test_uniform_method_has_one_uniform_row_in_the_card_and_the_table():
     assert text.count("| **Soup (uniform)** |") == 1 and "Uniform soup (all ingredients)" not in text
     table = format_scores(result)
     assert sum("uniform soup" in line for line in table.splitlines()) == 1
+
+
+def test_subset_search_shows_its_top_subsets_in_the_card_the_yaml_and_the_terminal():
+    result = make_result()
+    result.method, result.log = "exhaustive", []
+    result.top_subsets = [SubsetScore([0, 2], 0.855), SubsetScore([0], 0.835), SubsetScore([0, 1, 2], 0.83)]
+    text = build_card(result, repo_id="carol/mrpc-soup").text
+    assert (
+        "## Subset search" in text
+        and "all 7 non-empty subsets" in text
+        and "best 3 (ties go to the smaller subset" in text
+    )
+    assert "| 1 | #0 alice/bert-mrpc, #2 seed3 | 0.8550 |" in text
+    assert "| 3 | #0 alice/bert-mrpc, #1 bob/bert-mrpc, #2 seed3 | 0.8300 |" in text
+    assert yaml.safe_load(soup_yaml(result))["top_subsets"] == [
+        {"ingredients": [0, 2], "selection_score": 0.855},
+        {"ingredients": [0], "selection_score": 0.835},
+        {"ingredients": [0, 1, 2], "selection_score": 0.83},
+    ]
+    lines = format_scores(result).splitlines()
+    start = lines.index("Best of 7 subsets by selection score (the first is the soup):")
+    assert lines[start + 1 :] == [
+        "  1. 0.8550  #0 alice/bert-mrpc, #2 seed3",
+        "  2. 0.8350  #0 alice/bert-mrpc",
+        "  3. 0.8300  #0 alice/bert-mrpc, #1 bob/bert-mrpc, #2 seed3",
+    ]
+    # The other methods have no subsets: no section, no lines, an empty list.
+    other = make_result()
+    assert "## Subset search" not in build_card(other).text and "subsets" not in format_scores(other)
+    assert yaml.safe_load(soup_yaml(other))["top_subsets"] == []

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 import yaml
-from cli_helpers import run, user_error
+from cli_helpers import quick_mrpc, run, user_error
 from safetensors.torch import load_file
 from tiny_models import save_model_folder, tiny_bert, tiny_tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -147,3 +147,24 @@ def test_inspect_incompatible_exits_non_zero(capsys, tiny_ingredient_dirs, three
     code, out, _err = run(capsys, "inspect", tiny_ingredient_dirs[0], three_labels_dir)
     assert code == 1
     assert "INCOMPATIBLE" in out and "num_labels" in out
+
+
+def test_exhaustive_merge_prints_the_top_subsets(capsys, tiny_ingredient_dirs, glue_hub_dir):
+    code, out, err = run(
+        capsys, "merge", *quick_mrpc(tiny_ingredient_dirs[:2], glue_hub_dir), "--method", "exhaustive"
+    )
+    assert code == 0, err
+    assert "exhaustive soup" in out and "Best of 3 subsets by selection score (the first is the soup):" in out
+    assert sum(line.startswith(("  1. ", "  2. ", "  3. ")) for line in out.splitlines()) == 3
+
+
+def test_exhaustive_merge_of_thirteen_models_is_refused_before_reading_any(tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    models = [tmp_path / f"not-read-{i}" for i in range(13)]
+    line = user_error(
+        capsys, "merge", *models, "--task", "mrpc", "--method", "exhaustive", "--output-dir", out_dir
+    )
+    assert (
+        "13 ingredients make 8191 subsets" in line and "limit of 12 ingredients" in line and "greedy" in line
+    )
+    assert not out_dir.exists()

@@ -17,6 +17,7 @@ from hfsoup.eval.scoring import Scorer
 from hfsoup.pipeline import _common_base, run_merge
 from hfsoup.recipe import FinetuneRecipe, MergeRecipe
 from hfsoup.result import BEST, ENSEMBLE, SOUP, UNIFORM
+from hfsoup.soup.methods.exhaustive import rank_key
 from hfsoup.staging import staged
 
 
@@ -216,3 +217,37 @@ def test_shared_heads_are_souped_without_the_warning(capsys, caplog, tiny_ingred
         )
     assert code == 0, err
     assert not any("independently initialized" in r.getMessage() for r in caplog.records)
+
+
+# --- the subset search, end to end -----------------------------------------------------------------------------
+
+
+def test_exhaustive_method_keeps_the_best_subset_and_reports_the_top(
+    caplog, tmp_path, tiny_ingredient_dirs, glue_hub_dir
+):
+    recipe = MergeRecipe(
+        task="mrpc",
+        models=[str(m) for m in tiny_ingredient_dirs],
+        method="exhaustive",
+        batch_size=8,
+        **quick_splits(glue_hub_dir),
+    )
+    with caplog.at_level("INFO", logger="hfsoup"):
+        result = run_merge(recipe, output_dir=tmp_path / "soup", progress=False).result
+    messages = [r.getMessage() for r in caplog.records]
+    # MRPC's score (mean of F1 and accuracy, of the shipped metric) has an exact bound: passes may stop early.
+    assert any("7 subsets of 3 ingredients, 4 scoring passes" in m and "stopped once" in m for m in messages)
+    top = result.top_subsets
+    assert result.method == "exhaustive" and len(top) == 5 and top == sorted(top, key=rank_key)
+    assert len({tuple(s.indices) for s in top}) == 5
+    assert result.order_added == top[0].indices
+    assert [r.selected for r in result.ingredients] == [i in top[0].indices for i in range(3)]
+    assert sum(r.weight for r in result.ingredients) == pytest.approx(1.0)
+    for subset in top:  # single ingredients keep the scores they were measured with
+        if len(subset.indices) == 1:
+            assert subset.score == result.ingredients[subset.indices[0]].scores["selection"]["score"]
+    assert result.candidates[SOUP]["selection"]["score"] == pytest.approx(top[0].score, abs=1e-6)
+    soup = yaml.safe_load((tmp_path / "soup" / "soup.yaml").read_text())
+    assert [s["ingredients"] for s in soup["top_subsets"]] == [s.indices for s in top]
+    assert soup["method"]["name"] == "exhaustive"
+    assert "## Subset search" in (tmp_path / "soup" / "README.md").read_text()

@@ -7,13 +7,19 @@ the split plus one metric computation.
 
 Logits come back in dataset order and in the task's label order, so a caller can keep each ingredient's
 logits and score their mean (the logit ensemble) with [`Scorer.metrics`].
+
+[`Scorer.score`] can stop a pass early, exactly: when the selection score is accuracy, binary F1 or their
+mean, as the shipped GLUE metric computes them, each batch bounds the best score the pass can still reach.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 import datasets
 import evaluate
@@ -23,8 +29,8 @@ from huggingface_hub.utils import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..errors import DatasetError, InvalidSettingError
-from .metrics import load_metric
-from .tasks import Task
+from .metrics import SHIPPED_METRICS, load_metric
+from .tasks import MeanOf, Task
 
 logger = logging.getLogger(__name__)
 
@@ -96,24 +102,72 @@ class Scorer:
         self._batches = _tokenize(tokenizer, dataset, task.text_columns, batch_size, max_length)
         # Score perfect logits once, so a bad metric or metric_key fails now rather than after a forward pass.
         self.metrics(_perfect_logits(self._references, task.num_labels))
+        self._bound_keys = _bound_keys(self.task, self._metric)
 
     def __len__(self) -> int:
         return len(self._references)
 
+    @property
+    def has_bound(self) -> bool:
+        """Whether [`score`] can stop early: the score is accuracy, binary F1 or their mean, of the shipped metric.
+
+        Matthews correlation (CoLA), the correlations of STS-B and any metric not shipped with hfsoup have no
+        bound here: their passes always run to the end.
+        """
+        return self._bound_keys is not None
+
     def logits(self) -> torch.Tensor:
         """The float32 logits of the weights now in the model, shape (rows, labels), in dataset order."""
+        return self._run()
+
+    def _run(self, stop: Callable[[torch.Tensor, torch.Tensor], bool] | None = None) -> torch.Tensor | None:
+        """The logits in the task's label order, or `None` as soon as `stop(rows, batch_logits)` is true."""
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
         logits = torch.empty(len(self), self.task.num_labels)
-        with torch.inference_mode():
-            for rows, batch in tqdm(
-                self._batches, desc=f"Scoring {self.task.name}", disable=not self.progress
-            ):
-                output = self.model(**{name: tensor.to(device) for name, tensor in batch.items()})
-                logits[rows] = output.logits.float().cpu()
-        self.model.train(was_training)
-        return logits if self._label_order is None else logits[:, self._label_order]
+        try:
+            with torch.inference_mode():
+                for rows, batch in tqdm(
+                    self._batches, desc=f"Scoring {self.task.name}", disable=not self.progress
+                ):
+                    output = self.model(**{name: tensor.to(device) for name, tensor in batch.items()})
+                    batch_logits = output.logits.float().cpu()
+                    if self._label_order is not None:
+                        batch_logits = batch_logits[:, self._label_order]
+                    logits[rows] = batch_logits
+                    if stop is not None and stop(rows, batch_logits):
+                        return None
+        finally:
+            self.model.train(was_training)
+        return logits
+
+    def score(self, beat: float | None = None) -> float | None:
+        """The selection score (`"score"`) of the weights now in the model, or `None` if it cannot exceed `beat`.
+
+        With `beat` and a bound (see [`has_bound`]), the pass stops after the first batch that proves the score
+        `<= beat`: the rows left are counted as predicted right, which bounds accuracy and F1 from above. The
+        bound must stay `1e-9` below `beat`, far above float rounding, so `None` means the full score is
+        `<= beat`, never a score that would have won. Without a bound, or without `beat`, it is the full score.
+
+        Example:
+
+        ```python
+        >>> scorer.score()
+        0.8125
+        >>> scorer.score(beat=0.9) is None  # this pass stopped early: it could not have beaten 0.9
+        True
+        ```
+        """
+        if beat is None or self._bound_keys is None:
+            return self.metrics(self.logits())["score"]
+        bound = _UpperBound(self._bound_keys, self._references)
+
+        def stop(rows: torch.Tensor, batch_logits: torch.Tensor) -> bool:
+            return bound.add(batch_logits.argmax(dim=-1).numpy(), rows.numpy()) <= beat - _BOUND_MARGIN
+
+        logits = self._run(stop)
+        return None if logits is None else self.metrics(logits)["score"]
 
     def metrics(self, logits: torch.Tensor) -> dict[str, float]:
         """The metric's output for `logits` (of the model, or e.g. a mean of several models'), plus `"score"`.
@@ -178,3 +232,56 @@ def _perfect_logits(references: np.ndarray, num_labels: int) -> torch.Tensor:
     if num_labels == 1:
         return torch.from_numpy(references).float()[:, None]
     return torch.nn.functional.one_hot(torch.from_numpy(references), num_labels).float()
+
+
+_BOUND_MARGIN = 1e-9  # how far below `beat` a bound must be: float rounding of a score is about 1e-16
+
+
+def _bound_keys(task: Task, metric: evaluate.EvaluationModule) -> tuple[str, ...] | None:
+    """The metric keys averaged into the selection score, if [`_UpperBound`] bounds each; `None` otherwise."""
+    key = task.selection_key
+    keys = (key,) if isinstance(key, str) else key.keys if isinstance(key, MeanOf) else ()
+    allowed = {"accuracy", "f1"} if task.num_labels == 2 else {"accuracy"}
+    if task.is_regression or not keys or not set(keys) <= allowed or not _is_shipped_glue(metric):
+        return None
+    return tuple(keys)
+
+
+def _is_shipped_glue(metric: evaluate.EvaluationModule) -> bool:
+    """Whether `metric` runs hfsoup's own GLUE code (`evaluate` imports a copy of it), whose keys are known."""
+    source = Path(inspect.getfile(type(metric)))
+    return source.read_bytes() == (SHIPPED_METRICS["glue"] / "glue.py").read_bytes()
+
+
+class _UpperBound:
+    """The best selection score a partly scored pass can still reach: every row left predicted right.
+
+    Accuracy is at most `(correct + left) / rows`. Binary F1 `2 tp / (2 tp + fp + fn)` grows with `tp` and falls
+    with `fp` and `fn`; a right prediction of each positive left adds to `tp` alone, so F1 is at most
+    `2 (tp + positives left) / (2 (tp + positives left) + fp + fn)`. Both bounds are reached by the same
+    predictions, so their mean bounds the mean.
+    """
+
+    def __init__(self, keys: tuple[str, ...], references: np.ndarray):
+        self.keys = keys
+        self.references = references
+        self.correct = self.true_positives = self.wrong_positives = self.missed_positives = 0
+        self.left = len(references)
+        self.positives_left = int((references == 1).sum())
+
+    def add(self, predictions: np.ndarray, rows: np.ndarray) -> float:
+        """Count the predictions of these rows; the bound on the final score."""
+        truth = self.references[rows]
+        self.correct += int((predictions == truth).sum())
+        self.true_positives += int(((predictions == 1) & (truth == 1)).sum())
+        self.wrong_positives += int(((predictions == 1) & (truth != 1)).sum())
+        self.missed_positives += int(((predictions != 1) & (truth == 1)).sum())
+        self.left -= len(rows)
+        self.positives_left -= int((truth == 1).sum())
+        best_tp = self.true_positives + self.positives_left
+        errors = self.wrong_positives + self.missed_positives
+        bounds = {
+            "accuracy": (self.correct + self.left) / len(self.references),
+            "f1": 2 * best_tp / (2 * best_tp + errors) if best_tp + errors else 1.0,
+        }
+        return sum(bounds[key] for key in self.keys) / len(self.keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -14,7 +15,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfsoup.errors import DatasetError, InvalidSettingError, UnknownNameError
 from hfsoup.eval import get_task, load_split
-from hfsoup.eval.scoring import Scorer
+from hfsoup.eval.metrics import SHIPPED_METRICS, load_metric
+from hfsoup.eval.scoring import Scorer, _UpperBound
 
 MRPC = get_task("mrpc")
 
@@ -142,6 +144,86 @@ def test_bad_settings_and_empty_dataset_are_refused(tiny_model, tokenizer, mrpc_
         Scorer(tiny_model, tokenizer, MRPC, mrpc_rows, batch_size=0)
     with pytest.raises(DatasetError, match="no rows"):
         Scorer(tiny_model, tokenizer, MRPC, mrpc_rows.select([]))
+
+
+# --- early stopping: score(beat=x) is None only when the full score is <= x ----------------------------------
+
+
+def test_upper_bound_holds_after_every_batch_and_is_the_score_at_the_end():
+    generator = np.random.default_rng(0)
+    glue = load_metric(MRPC)
+    for keys in [("accuracy",), ("f1",), ("f1", "accuracy")]:
+        for _ in range(30):
+            references = generator.integers(0, 2, 20)
+            predictions = np.where(generator.random(20) < 0.7, references, 1 - references)
+            metrics = glue.compute(predictions=predictions, references=references)
+            final = sum(metrics[key] for key in keys) / len(keys)
+            bound = _UpperBound(keys, references)
+            order = generator.permutation(20)
+            for start in range(0, 20, 6):
+                rows = order[start : start + 6]
+                value = bound.add(predictions[rows], rows)
+                assert value >= final - 1e-12
+            assert value == pytest.approx(final, abs=1e-12)  # every row counted: the bound is the score
+
+
+@pytest.fixture(scope="module")
+def split_model(tiny_base_dir):
+    """A tiny classifier with a loud random head, so its predictions split between both classes."""
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_base_dir).eval()
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, 3.0, generator=torch.Generator().manual_seed(5))
+    return model
+
+
+@pytest.mark.parametrize("metric_key", [None, "accuracy", "f1"])
+def test_score_with_beat_is_exact(split_model, tokenizer, mrpc_rows, metric_key):
+    scorer = Scorer(split_model, tokenizer, MRPC, mrpc_rows, metric_key=metric_key, batch_size=4)
+    rows = []  # the rows of each forward pass
+    hook = split_model.register_forward_pre_hook(
+        lambda _m, _args, kwargs: rows.append(len(kwargs["input_ids"])), with_kwargs=True
+    )
+    try:
+        full = scorer.score()
+        assert scorer.has_bound and 0 < scorer.metrics(scorer.logits())["accuracy"] < 1
+        assert full == scorer()[0]["score"]
+        stopped_early = False
+        for beat in [
+            0.0,
+            full - 0.05,
+            math.nextafter(full, -1),
+            full,
+            math.nextafter(full, 2),
+            full + 0.05,
+            1.0,
+        ]:
+            rows.clear()
+            value = scorer.score(beat=beat)
+            if value is None:
+                assert full <= beat
+                stopped_early |= sum(rows) < len(mrpc_rows)
+            else:
+                assert value == full and sum(rows) == len(mrpc_rows)
+            if beat < full:
+                assert value == full
+        assert stopped_early
+    finally:
+        hook.remove()
+
+
+def test_scores_without_a_known_bound_always_run_to_the_end(
+    tmp_path, tiny_model, tokenizer, mrpc_rows, glue_hub_dir
+):
+    cola = get_task("cola")
+    cola_rows = load_split(cola, "validation[:16]", dataset=str(glue_hub_dir))
+    matthews = Scorer(tiny_model, tokenizer, cola, cola_rows)
+    assert not matthews.has_bound and matthews.score(beat=2.0) == matthews.score()
+    # A local metric module, even a near copy of the shipped one, is not trusted to compute accuracy.
+    local = tmp_path / "myglue.py"
+    local.write_text(SHIPPED_METRICS["glue"].joinpath("glue.py").read_text() + "\n# a local copy\n")
+    own = Scorer(tiny_model, tokenizer, MRPC, mrpc_rows, metric=str(local), metric_key="accuracy")
+    assert not own.has_bound and own.score(beat=2.0) == own.score()
+    assert Scorer(tiny_model, tokenizer, MRPC, mrpc_rows, metric_key="accuracy").has_bound
 
 
 @pytest.mark.slow

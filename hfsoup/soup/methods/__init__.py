@@ -1,4 +1,4 @@
-"""Soup methods in a registry: uniform, weighted and greedy averages of fine-tuned ingredients.
+"""Soup methods in a registry: uniform, weighted, greedy and exhaustive averages of fine-tuned ingredients.
 
 Every method writes its soup in place into `target`, the tensors of one live model, and keeps the soup as a
 running average in fp32, so peak memory is the model plus one fp32 copy of its floating-point tensors (none
@@ -6,7 +6,8 @@ for the uniform and weighted soups of an fp32 model) plus one group of streamed 
 whatever the number of ingredients (see `layout.py`).
 
 All methods share one signature (see [`SoupMethod.__call__`]); no method scores anything itself: each calls
-the `score` function it is given, which scores the weights currently inside the target.
+the `score` function it is given, which scores the weights currently inside the target. A `score` with a
+keyword `beat` may stop a scoring pass early (the subset search uses it); the others call it plainly.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 
 from ...errors import InvalidSettingError, UnknownNameError
 from .average import uniform_soup, weighted_soup
-from .base import SOUPS_PAPER, SoupIngredient, SoupResult, SoupStep
+from .base import SOUPS_PAPER, SoupIngredient, SoupResult, SoupStep, SubsetScore
+from .exhaustive import check_count, exhaustive_soup
 from .greedy import greedy_soup
 from .layout import load_into
 
@@ -29,6 +31,7 @@ __all__ = [
     "SoupMethod",
     "SoupResult",
     "SoupStep",
+    "SubsetScore",
     "get_method",
     "load_into",
 ]
@@ -43,19 +46,22 @@ class SoupMethod:
         paper: a link to the paper the method comes from.
         description: one line saying what the method does.
         function: the implementation, called by [`__call__`].
+        check_count: refuses a number of ingredients the method cannot take, before any weight is read
+            (the pipeline calls it first); the default takes any number.
     """
 
     name: str
     paper: str
     description: str
     function: Callable[..., SoupResult] = field(repr=False)
+    check_count: Callable[[int], None] = field(default=lambda count: None, repr=False)
 
     def __call__(
         self,
         ingredients: Sequence[SoupIngredient],
         target: dict[str, torch.Tensor],
         *,
-        score: Callable[[], float] | None = None,
+        score: Callable[..., float | None] | None = None,
         individual_scores: Sequence[float] | None = None,
         weights: Sequence[float] | None = None,
     ) -> SoupResult:
@@ -65,17 +71,20 @@ class SoupMethod:
             ingredients: the ingredients, each with `.name` and `.tensors()` streaming its tensors.
             target: the live model's tensors (e.g. `dict(model.state_dict())`), overwritten in place with
                 the soup: floating-point tensors are averaged, integer tensors copied from one ingredient.
-            score: scores the weights currently in the target, higher is better. Needed by `greedy`; the
-                other methods, if given it, score their final soup once into `selection_score`.
-            individual_scores: each ingredient's own score with the same `score` (needed by `greedy`,
-                ignored by the others).
+            score: scores the weights currently in the target, higher is better. Needed by `greedy` and
+                `exhaustive`; the other methods, if given it, score their final soup once into
+                `selection_score`. If it has a keyword `beat`, `exhaustive` calls `score(beat=x)`, which may
+                return `None` instead of a score only when the weights score `<= x`.
+            individual_scores: each ingredient's own score with the same `score` (needed by `greedy`; spares
+                `exhaustive` scoring the single ingredients again; ignored by the others).
             weights: one weight per ingredient, for `weighted` only.
 
         Returns:
             The [`SoupResult`]: which ingredients, with which weights, and the decisions taken.
 
         Raises:
-            InvalidSettingError: if an argument the method needs is missing or invalid.
+            InvalidSettingError: if an argument the method needs is missing or invalid, or the method takes
+                fewer ingredients (`exhaustive`: at most 12).
             IncompatibleIngredientsError: if an ingredient's tensors do not match the target's.
 
         Example:
@@ -88,6 +97,7 @@ class SoupMethod:
         """
         if not ingredients:
             raise InvalidSettingError("A soup needs at least one ingredient; none were given.")
+        self.check_count(len(ingredients))
         return self.function(
             ingredients, target, score=score, individual_scores=individual_scores, weights=weights
         )
@@ -110,6 +120,14 @@ SOUP_METHODS: dict[str, SoupMethod] = {
             SOUPS_PAPER,
             "Add ingredients best-first, keeping each only if the soup's held-out score strictly improves.",
             greedy_soup,
+        ),
+        SoupMethod(
+            "exhaustive",
+            SOUPS_PAPER,
+            "Practitioners' exhaustive search over the paper's uniform soups: score the uniform soup of every "
+            "non-empty subset of the ingredients (at most 12) and keep the best.",
+            exhaustive_soup,
+            check_count,
         ),
     )
 }

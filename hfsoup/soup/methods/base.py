@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 
 from ...errors import InvalidSettingError
+from ...result import SubsetScore
 
-__all__ = ["SOUPS_PAPER", "SoupIngredient", "SoupResult", "SoupStep", "is_number", "refuse_weights"]
+__all__ = [
+    "SOUPS_PAPER",
+    "SoupIngredient",
+    "SoupResult",
+    "SoupStep",
+    "SubsetScore",
+    "is_number",
+    "refuse_weights",
+    "takes_beat",
+]
 
 SOUPS_PAPER = "https://arxiv.org/abs/2203.05482"
 
@@ -67,6 +78,7 @@ class SoupResult:
         weights: the weight of each selected ingredient (same order), summing to 1.
         log: every accept and reject of a greedy soup (empty for methods that choose nothing).
         selection_score: the soup's selection score, if it was computed.
+        top_subsets: the best subsets a subset search scored, best first (empty for the other methods).
     """
 
     method: str
@@ -74,6 +86,7 @@ class SoupResult:
     weights: list[float]
     log: list[SoupStep] = field(default_factory=list)
     selection_score: float | None = None
+    top_subsets: list[SubsetScore] = field(default_factory=list)
 
 
 def refuse_weights(method: str, weights: Sequence[float] | None) -> None:
@@ -85,3 +98,8 @@ def refuse_weights(method: str, weights: Sequence[float] | None) -> None:
 
 def is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def takes_beat(score: Callable[..., float | None]) -> bool:
+    """Whether `score` has a `beat` parameter, so `score(beat=x)` may stop early (see [`SoupMethod.__call__`])."""
+    return "beat" in inspect.signature(score).parameters

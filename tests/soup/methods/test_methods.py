@@ -10,7 +10,7 @@ from hfsoup.soup.methods import SOUP_METHODS, get_method
 
 
 def test_registry_entries_have_name_paper_and_one_line_description():
-    assert set(SOUP_METHODS) == {"uniform", "weighted", "greedy"}
+    assert set(SOUP_METHODS) == {"uniform", "weighted", "greedy", "exhaustive"}
     for key, method in SOUP_METHODS.items():
         assert method.name == key
         assert get_method(key) is method
