@@ -175,7 +175,7 @@ def _refuse_independent_heads(recipe: MergeRecipe, report, allow: bool) -> None:
     A greedy or exhaustive soup may proceed (each keeps a mix only if its held-out score is better; the
     report's warning says it will likely keep one ingredient), and so may an explicit `allow`.
     """
-    if not report.independent_tensors or allow or recipe.method not in ("uniform", "weighted"):
+    if not report.independent_tensors or allow or get_method(recipe.method).chooses:
         return
     names = ", ".join(report.independent_tensors[:3])
     raise IncompatibleIngredientsError(

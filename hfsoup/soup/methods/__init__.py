@@ -48,6 +48,8 @@ class SoupMethod:
         function: the implementation, called by [`__call__`].
         check_count: refuses a number of ingredients the method cannot take, before any weight is read
             (the pipeline calls it first); the default takes any number.
+        chooses: whether the method chooses its mix by the held-out score (greedy, exhaustive), so that it
+            can fall back to a single ingredient; a fixed mix (uniform, weighted) cannot.
     """
 
     name: str
@@ -55,6 +57,7 @@ class SoupMethod:
     description: str
     function: Callable[..., SoupResult] = field(repr=False)
     check_count: Callable[[int], None] = field(default=lambda count: None, repr=False)
+    chooses: bool = False
 
     def __call__(
         self,
@@ -120,6 +123,7 @@ SOUP_METHODS: dict[str, SoupMethod] = {
             SOUPS_PAPER,
             "Add ingredients best-first, keeping each only if the soup's held-out score strictly improves.",
             greedy_soup,
+            chooses=True,
         ),
         SoupMethod(
             "exhaustive",
@@ -128,6 +132,7 @@ SOUP_METHODS: dict[str, SoupMethod] = {
             "non-empty subset of the ingredients (at most 12) and keep the best.",
             exhaustive_soup,
             check_count,
+            chooses=True,
         ),
     )
 }

@@ -29,3 +29,7 @@ def test_unknown_method_lists_the_valid_names():
 def test_a_soup_of_no_ingredients_is_refused():
     with pytest.raises(InvalidSettingError, match="at least one ingredient"):
         get_method("uniform")([], {"w": torch.zeros(2)})
+
+
+def test_methods_that_choose_by_score_say_so():
+    assert {name for name, method in SOUP_METHODS.items() if method.chooses} == {"greedy", "exhaustive"}
