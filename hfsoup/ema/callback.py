@@ -120,7 +120,7 @@ class EmaTrainerCallback(TrainerCallback):
     `resume_from_checkpoint` argument. Resuming is recognised by `state.global_step > 0` when training
     begins; a callback added with `trainer.add_callback` after construction does not see the argument and
     looks for `<output_dir>/checkpoint-<global_step>`. Tested with transformers 5.24 only; hfsoup's
-    pyproject.toml requires transformers >= 5.0. What it relies on is public: the `train`, `save_model`,
+    pyproject.toml requires transformers >= 5.24, < 6. What it relies on is public: the `train`, `save_model`,
     `evaluate` and `log` methods and `callback_handler` of `Trainer`, `PREFIX_CHECKPOINT_DIR`, and the
     Trainer saving each checkpoint's model with `save_model` before its optimizer state and its push.
 
