@@ -153,10 +153,14 @@ def check_weights(ingredients: list[Ingredient], base: Ingredient | None, report
         for ingredient, tensor in zip(ingredients, row, strict=True):
             if problem := _nonfinite(name, tensor):
                 broken[ingredient.name].append(problem)
-        if name in matrices:
-            accumulate_gram(gram, row if base is None else [*row, next(base_stream)[1]])
         if name in grams:
             accumulate_gram(grams[name], row)
+        if name in matrices and base is None and name in grams:
+            gram += grams[
+                name
+            ]  # the same dot products: the backbone's Gram matrix is the sum of its tensors'
+        elif name in matrices:
+            accumulate_gram(gram, row if base is None else [*row, next(base_stream)[1]])
     checked = set(common)
     for ingredient in ingredients:
         extra = [n for n in ingredient.tensor_infos if n not in checked]
