@@ -100,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _merge_parser(sub)
+    finetune = sub.add_parser(
+        "finetune", help="fine-tune a sweep of runs with EMA from a recipe (recipes/*.yaml), then soup them"
+    )
+    finetune.add_argument("recipe", help="the sweep's YAML recipe (see recipes/)")
+    finetune.add_argument("--output-dir", help="where the runs go (default: the recipe's, or runs/<task>)")
+    finetune.add_argument(
+        "--dataset", help="Hub dataset id, local folder or data file (overrides the recipe)"
+    )
+    finetune.add_argument("--base", help="the base model to fine-tune (overrides the recipe)")
+    finetune.add_argument(
+        "--no-soup", action="store_true", help="train the runs only, even if the recipe soups"
+    )
+    finetune.add_argument("--overwrite", action="store_true", help="replace an existing soup folder")
+    finetune.add_argument(
+        "--token", help="a Hub token (default: HF_TOKEN or the saved login); never recorded"
+    )
     inspect = sub.add_parser("inspect", help="report whether models can be averaged, without averaging")
     inspect.add_argument("models", nargs="+", help="model folders, user/name or user/name@revision")
     inspect.add_argument(
@@ -209,6 +225,33 @@ def _merge(args) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _finetune(args) -> None:
+    from .pipeline import run_finetune
+    from .sweep_recipe import load_sweep
+
+    sweep = load_sweep(args.recipe, dataset=args.dataset, base=args.base, output_dir=args.output_dir)
+    if args.no_soup:
+        sweep.soup = None
+    done = run_finetune(
+        sweep, token=args.token, command=args.command_line, progress=not args.quiet, overwrite=args.overwrite
+    )
+    kinds = list(done.runs[0][0]["scores"])
+    print(f"{len(done.runs)} runs in {sweep.runs_dir} (validation score of each weights):")
+    print(
+        "\n".join(
+            ["  run | " + " | ".join(kinds)]
+            + [
+                f"  {record['name']} | "
+                + " | ".join(f"{record['scores'][kind]['score']:.4f}" for kind in kinds)
+                for record, _folders in done.runs
+            ]
+        )
+    )
+    if done.merge is not None:
+        print(format_scores(done.merge.result))
+        print(f"Soup written to {done.merge.output_dir}")
+
+
 def _push(folder, repo_id: str, args) -> None:
     from .sources import push_folder
 
@@ -290,6 +333,7 @@ def format_scores(result: MergeResult) -> str:
 
 COMMANDS = {
     "merge": _merge,
+    "finetune": _finetune,
     "inspect": _inspect,
     "push": lambda args: _push(args.output_dir, args.repo_id, args),
 }

@@ -1,0 +1,84 @@
+"""Tests of hfsoup.finetune.plan: grids become runs, runs are keyed by their settings, arguments are checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hfsoup.errors import RecipeError
+from hfsoup.eval import get_task
+from hfsoup.finetune.plan import plan_runs, run_key, run_name
+from hfsoup.recipe import FinetuneRecipe
+
+MRPC = get_task("mrpc")
+
+
+def test_a_grid_is_the_product_of_its_values_times_each_run():
+    recipe = FinetuneRecipe(base="b", grid={"seed": [1, 2], "learning_rate": [1e-4, 5e-5]})
+    assert recipe.points == [
+        {"learning_rate": 1e-4, "seed": 1},
+        {"learning_rate": 1e-4, "seed": 2},
+        {"learning_rate": 5e-5, "seed": 1},
+        {"learning_rate": 5e-5, "seed": 2},
+    ]
+    both = FinetuneRecipe(
+        base="b", grid={"seed": [1, 2]}, runs=[{"weight_decay": 0.0}, {"weight_decay": 0.1}]
+    )
+    assert len(both.points) == 4 and {"weight_decay": 0.1, "seed": 2} in both.points
+    assert FinetuneRecipe(base="b").points == [{"seed": 1}, {"seed": 2}]
+    assert FinetuneRecipe(base="b", ingredients=["raw", "ema", "epochs"], epochs=3).ingredients_per_run == 4
+
+
+def test_changing_one_run_changes_only_its_key_and_pushing_changes_none():
+    before = FinetuneRecipe(base="b", runs=[{"seed": 1}, {"seed": 2}])
+    after = FinetuneRecipe(base="b", runs=[{"seed": 1}, {"seed": 2, "learning_rate": 1e-4}])
+    keys = [[run_key(r, MRPC, None, point) for point in r.points] for r in (before, after)]
+    assert keys[0][0] == keys[1][0] and keys[0][1] != keys[1][1]
+    pushed = FinetuneRecipe(base="b", runs=[{"seed": 1}, {"seed": 2}], push_to_hub="alice/x", private=False)
+    assert [run_key(pushed, MRPC, None, p) for p in pushed.points] == keys[0]
+    shared = FinetuneRecipe(base="b", runs=[{"seed": 1}, {"seed": 2}], epochs=4)
+    assert run_key(shared, MRPC, None, {"seed": 1}) != keys[0][0]
+    assert run_key(before, MRPC, "other/data", {"seed": 1}) != keys[0][0]
+
+
+def test_run_names_are_readable_and_valid_repository_names():
+    assert run_name({"learning_rate": 1e-4, "seed": 3}, "abc") == "lr0.0001-seed3-abc"
+    assert run_name({"lr_scheduler_type": "cosine/x=1"}, "k") == "lr_scheduler_typecosinex1-k"
+    assert run_name({}, "k") == "run-k"
+
+
+def test_runs_are_folders_named_by_key_with_a_hidden_partial_beside(tmp_path):
+    recipe = FinetuneRecipe(base="b", max_steps=8, grid={"seed": [1, 2]})
+    plans = plan_runs(recipe, MRPC, None, tmp_path)
+    assert [p.folder.parent for p in plans] == [tmp_path, tmp_path]
+    assert plans[0].name.startswith("seed1-") and plans[0].partial.name == f".{plans[0].name}.partial"
+    assert Path(plans[0].args.output_dir) == plans[0].partial / "trainer"
+    assert plans[0].args.save_steps == 2 and plans[0].args.save_total_limit == 1 and plans[0].args.seed == 1
+    assert not plans[0].done
+
+
+def test_trainer_settings_come_from_training_then_the_run(tmp_path):
+    recipe = FinetuneRecipe(
+        base="b", training={"weight_decay": 0.1, "warmup_steps": 0.1}, runs=[{"weight_decay": 0.2}]
+    )
+    (plan,) = plan_runs(recipe, MRPC, None, tmp_path)
+    assert plan.args.weight_decay == 0.2 and plan.args.warmup_steps == 0.1
+    assert (
+        plan.args.num_train_epochs == 3.0 and plan.args.max_steps == -1 and plan.args.save_strategy == "epoch"
+    )
+
+
+@pytest.mark.parametrize(
+    ("recipe", "fragment"),
+    [
+        (dict(training={"not_an_argument": 1}), "not_an_argument"),
+        (dict(training={"weight_decay": "lots"}), "finetune.training.weight_decay"),
+        (dict(runs=[{"seed": 1}, {"seed": 1}]), "same settings"),
+    ],
+)
+def test_bad_settings_are_one_line_before_any_work(tmp_path, recipe, fragment):
+    with pytest.raises(RecipeError) as caught:
+        plan_runs(FinetuneRecipe(base="b", **recipe), MRPC, None, tmp_path / "runs")
+    assert "\n" not in str(caught.value) and fragment in str(caught.value)
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,159 @@
+"""End-to-end tests of `hfsoup finetune RECIPE`: a 2-run sweep trains, soups, resumes, and retrains only changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from cli_helpers import run, user_error
+from safetensors.torch import load_file
+from transformers import Trainer
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.fixture
+def trained(monkeypatch) -> list[str]:
+    """The runs that really train (`Trainer.train`), by output folder; `stop_at` interrupts one at that step."""
+    calls, real_train, real_save = [], Trainer.train, Trainer._save_checkpoint
+
+    def train(self, *args, **kwargs):
+        calls.append(Path(self.args.output_dir).parent.name)
+        return real_train(self, *args, **kwargs)
+
+    class Calls(list):
+        stop_at = None
+
+    calls = Calls()
+
+    def save_then_stop(self, *args, **kwargs):
+        real_save(self, *args, **kwargs)
+        if self.state.global_step == calls.stop_at:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train", train)
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_stop)
+    return calls
+
+
+def _recipe(tmp_path, tiny_base_dir, glue_hub_dir, runs=({"seed": 1}, {"seed": 2}), **changes) -> Path:
+    data = {
+        "task": "mrpc",
+        "base": str(tiny_base_dir),
+        "dataset": str(glue_hub_dir),
+        "output_dir": str(tmp_path / "runs"),
+        "train_split": "train[:32]",
+        "max_steps": 4,
+        "batch_size": 8,
+        "max_length": 32,
+        "learning_rate": 1e-3,
+        "ema_decay": 0.5,
+        "runs": list(runs),
+        "soup": {
+            "method": "uniform",
+            "selection_split": "validation[:32]",
+            "report_split": "validation[32:64]",
+            "output_dir": str(tmp_path / "soup"),
+        },
+        **changes,
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _weights(folder: Path) -> dict:
+    return load_file(folder / "model.safetensors")
+
+
+def _finished(runs: Path) -> list[Path]:
+    return sorted(p for p in runs.iterdir() if not p.name.startswith(("init-", ".")))
+
+
+def test_a_sweep_trains_soups_resumes_and_retrains_only_what_changed(
+    tmp_path, tiny_base_dir, glue_hub_dir, trained, capsys
+):
+    runs = tmp_path / "runs"
+    # Stopped within the first run, after its checkpoint of step 2: exit 130, no finished run, no soup.
+    trained.stop_at = 2
+    code, _out, err = run(capsys, "finetune", _recipe(tmp_path, tiny_base_dir, glue_hub_dir))
+    assert code == 130 and "interrupted" in err
+    assert _finished(runs) == [] and len(list(runs.glob(".seed1-*.partial"))) == 1
+    assert not (tmp_path / "soup").exists()
+    # Stopped between runs: a sweep of seed 1 alone resumes that run and finishes it.
+    trained.stop_at = None
+    code, _out, err = run(
+        capsys, "finetune", _recipe(tmp_path, tiny_base_dir, glue_hub_dir, runs=[{"seed": 1}]), "--no-soup"
+    )
+    assert code == 0, err
+    assert len(trained) == 2 and trained[0] == trained[1]  # the same run, resumed
+    # The whole sweep: only seed 2 trains; both runs are souped.
+    code, out, err = run(capsys, "finetune", _recipe(tmp_path, tiny_base_dir, glue_hub_dir))
+    assert code == 0, err
+    assert len(trained) == 3 and trained[2] != trained[0]
+    assert "2 runs in" in out and "Soup written to" in out
+    soup = yaml.safe_load((tmp_path / "soup" / "soup.yaml").read_text())
+    assert len(soup["ingredients"]) == 4 and soup["recipe"]["method"] == "uniform"
+    first, _second = _finished(runs)
+    assert not list(runs.glob(".*"))
+    # The resumed run equals an uninterrupted one, raw and EMA.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    code, _out, err = run(
+        capsys, "finetune", _recipe(fresh, tiny_base_dir, glue_hub_dir, runs=[{"seed": 1}]), "--no-soup"
+    )
+    assert code == 0, err
+    for kind in ("raw", "ema"):
+        left, right = _weights(first / kind), _weights(fresh / "runs" / first.name / kind)
+        assert all(torch.equal(left[name], right[name]) for name in left), kind
+    # One run's settings changed: that run alone trains again.
+    before = len(trained)
+    changed = _recipe(
+        tmp_path, tiny_base_dir, glue_hub_dir, runs=[{"seed": 1}, {"seed": 2, "learning_rate": 2e-3}]
+    )
+    code, out, err = run(capsys, "finetune", changed, "--no-soup")
+    assert code == 0, err
+    assert len(trained) == before + 1 and trained[-1].startswith(".lr0.002-seed2-")
+    assert first in _finished(runs) and len(_finished(runs)) == 3
+
+
+def test_every_shipped_sweep_recipe_parses_and_validates():
+    from hfsoup.sweep_recipe import load_sweep
+
+    names = sorted(p.stem for p in RECIPES.glob("*.yaml") if not p.stem.startswith("mrpc-"))
+    assert names == ["cola", "mrpc", "rte", "sst2", "stsb"]
+    for name in names:
+        sweep = load_sweep(
+            RECIPES / f"{name}.yaml", dataset="../shared/data/glue-hub", base="package:x/model"
+        )
+        assert (
+            sweep.task == name and len(sweep.finetune.points) == 8 and sweep.finetune.ingredients_per_run == 2
+        )
+        assert sweep.soup_recipe([]).ingredient_count == 16 and sweep.finetune.base == "package:x/model"
+        assert sweep.dataset == "../shared/data/glue-hub"
+        hub = load_sweep(RECIPES / f"{name}.yaml")
+        assert hub.dataset is None and hub.finetune.base == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"runs": [{"seed": 1}, {"seed": 1}]}, "same settings"),
+        ({"grid": {"seed": []}}, "finetune.grid.seed"),
+        ({"ingredients": ["raw", "shadow"]}, "ingredients"),
+        ({"soup": {"method": "stew"}}, "stew"),
+        ({"ema_schedule": "linear"}, "ema_schedule"),
+        ({"push_to_hub": "no-namespace"}, "push_to_hub"),
+        ({"training": {"warmup_ratio": 0.1}}, "warmup_ratio"),
+        ({"task": "imdb"}, "imdb"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_a_bad_sweep_recipe_is_one_line_before_any_work(
+    tmp_path, tiny_base_dir, glue_hub_dir, trained, capsys, change, fragment
+):
+    line = user_error(capsys, "finetune", _recipe(tmp_path, tiny_base_dir, glue_hub_dir, **change))
+    assert fragment in line
+    assert trained == [] and not (tmp_path / "runs").exists() and not (tmp_path / "soup").exists()
