@@ -13,10 +13,16 @@ are reused. `evaluate` and `report` are described in their functions.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import sys
 import time
 from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForSequenceClassification
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("mrpc", "rte", "stsb", "cola", "sst2")
@@ -40,6 +46,134 @@ def train(tasks, work: Path, data: Path) -> None:
         sys.stdout.flush()
 
 
+class CachedLogits:
+    """Logits of the weights now in `model` on the whole validation split, cached on disk by content.
+
+    A soup's logits depend only on its weights, so every method on every selection/report split reuses
+    them: the key is a hash of the model's tensors' bytes, and the logits are saved as safetensors.
+    """
+
+    def __init__(self, model, scorer, folder: Path):
+        self.model, self.scorer, self.folder = model, scorer, folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.computed = self.reused = 0
+
+    def key(self) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    def __call__(self) -> torch.Tensor:
+        path = self.folder / f"{self.key()}.safetensors"
+        if path.is_file():
+            self.reused += 1
+            return load_file(path)["logits"]
+        logits = self.scorer.logits()
+        save_file({"logits": logits.contiguous()}, path)
+        self.computed += 1
+        return logits
+
+
+def _ingredients(run_dir: Path) -> tuple[list[str], list[dict]]:
+    records = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/run.json"))]
+    folders = [str(run_dir / r["name"] / kind) for r in records for kind in ("raw", "ema")]
+    return folders, records
+
+
+def evaluate(tasks, work: Path, data: Path, seeds: list[int]) -> None:
+    """Score every method on `seeds` selection/report splits of each task's validation (resumable).
+
+    For each seed, validation is cut into the seeded `selection` and `report` halves of `hfsoup merge`; each
+    method chooses on `selection` with hfsoup's own soup methods (`get_method`), and is reported on both.
+    Methods: each ingredient, the best single (by selection), the uniform soups of all 16, of the 8 raw and of
+    the 8 EMA ingredients, greedy over all 16, exhaustive over the 8 EMA ingredients (255 subsets), learned
+    over all 16, and the logit ensemble of all 16.
+    """
+    from hfsoup.eval import get_task, load_split
+    from hfsoup.eval.scoring import Scorer
+    from hfsoup.soup import check_compatibility, load_ingredients, load_into
+
+    for name in tasks:
+        task, run_dir = get_task(name), work / name
+        folders, records = _ingredients(run_dir)
+        if len(records) < 8:
+            print(f"{name}: {len(records)} of 8 runs finished; train first")
+            continue
+        out = run_dir / "results.json"
+        results = json.loads(out.read_text()) if out.is_file() else {}
+        todo = [seed for seed in seeds if str(seed) not in results]
+        if not todo:
+            continue
+        ingredients = load_ingredients(folders)
+        report = check_compatibility(ingredients, task_labels=task.label_names)
+        ingredients = report.aligned(ingredients)
+        model = AutoModelForSequenceClassification.from_pretrained(folders[0]).eval()
+        tokenizer = ingredients[0].tokenizer()
+        rows = load_split(task, task.eval_splits[0], dataset=str(data))
+        cache = CachedLogits(model, Scorer(model, tokenizer, task, rows, max_length=128), run_dir / "logits")
+        target = dict(model.state_dict())
+        individual = []
+        for ingredient in ingredients:
+            load_into(target, ingredient)
+            individual.append(cache())
+        for seed in todo:
+            began = time.perf_counter()
+            line = _evaluate_seed(seed, rows, model, tokenizer, task, cache, individual, ingredients, target)
+            line["seconds"] = round(time.perf_counter() - began, 1)
+            results[str(seed)] = line
+            out.write_text(json.dumps(results, indent=1))
+            print(
+                f"{name} seed {seed}: {line['seconds']} s ({cache.computed} soups scored, {cache.reused} reused)"
+            )
+            sys.stdout.flush()
+
+
+def _evaluate_seed(seed, rows, model, tokenizer, task, cache, individual, ingredients, target) -> dict:
+    """Every method's selection and report scores on the seed's halves of validation."""
+    from hfsoup.eval import halves
+    from hfsoup.eval.scoring import Scorer
+    from hfsoup.soup import get_method
+
+    cut = halves(rows.num_rows, seed)
+    scorers = {role: Scorer(model, tokenizer, task, rows.select(cut[role]), max_length=128) for role in cut}
+
+    def scores(logits):
+        return {role: scorers[role].metrics(logits[cut[role]])["score"] for role in cut}
+
+    def selection_score():
+        return scores(cache())["selection"]
+
+    raw, ema = ingredients[0::2], ingredients[1::2]
+    line = {"ingredients": [scores(logits) for logits in individual]}
+    sel = [s["selection"] for s in line["ingredients"]]
+    for label, pool in (
+        ("best single", range(16)),
+        ("best raw", range(0, 16, 2)),
+        ("best EMA", range(1, 16, 2)),
+    ):
+        i = max(pool, key=lambda i: (sel[i], -i))
+        line[label] = dict(line["ingredients"][i], index=i)
+    line["ensemble"] = scores(torch.stack(individual).mean(0))
+    for label, pool in (("uniform", ingredients), ("uniform raw", raw), ("uniform EMA", ema)):
+        get_method("uniform")(pool, target)
+        line[label] = scores(cache())
+    soup = get_method("greedy")(ingredients, target, score=selection_score, individual_scores=sel)
+    line["greedy"] = dict(scores(cache()), selected=soup.selected)
+    soup = get_method("exhaustive")(ema, target, score=selection_score, individual_scores=sel[1::2])
+    line["exhaustive EMA"] = dict(scores(cache()), selected=[2 * i + 1 for i in soup.selected])
+    learned = _learned(ingredients, target, model, tokenizer, task, rows.select(cut["selection"]))
+    if learned is not None:
+        line["learned"] = dict(scores(cache()), coefficients=learned)
+    return line
+
+
+def _learned(ingredients, target, model, tokenizer, task, selection_rows):
+    """The learned soup (None until hfsoup has one)."""
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -49,12 +183,15 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--work", type=Path, default=ROOT.parent / "glue-results", help="where runs and caches go"
     )
+    parser.add_argument("--seeds", type=int, default=5, help="selection/report splits per task")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "glue-hub")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("hfsoup").setLevel(logging.INFO)
     if args.phase == "train":
         train(args.tasks, args.work, args.data)
+    elif args.phase == "evaluate":
+        evaluate(args.tasks, args.work, args.data, list(range(args.seeds)))
     return 0
 
 
