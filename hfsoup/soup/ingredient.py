@@ -25,6 +25,7 @@ from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
 from ..errors import IngredientNotFoundError, UnsafeWeightsError, first_line
 from ..sources import IngredientSource, TensorInfo, open_source, read_tensor_infos
+from .heads import HEAD_LAYOUTS, HeadLayout
 
 __all__ = ["Ingredient", "load_ingredient", "load_ingredients"]
 
@@ -182,17 +183,21 @@ class Ingredient:
         return {n[strip:]: n for n in self.tensor_infos if n not in self.head_tensor_names}
 
     @cached_property
-    def label_tensor_names(self) -> tuple[str, ...]:
-        """The classifier output layer's tensors: head tensors of shape `[num_labels, ...]` (1-D or 2-D).
+    def head_layout(self) -> HeadLayout | None:
+        """The layout of the model family's classification head (see `HEAD_LAYOUTS`), or `None` if unknown."""
+        return HEAD_LAYOUTS.get(self.config.model_type)
 
-        For BERT `classifier.weight` and `classifier.bias`, for RoBERTa `classifier.out_proj.*`.
+    @cached_property
+    def label_tensor_names(self) -> tuple[str, ...]:
+        """The tensors of the head's final projection, whose rows are the labels (`()` if it has none).
+
+        For BERT `classifier.weight` and `classifier.bias`, for RoBERTa `classifier.out_proj.*`, for Llama
+        `score.weight`; `()` for a model type whose head hfsoup does not know.
         """
-        rows = self.config.num_labels
-        return tuple(
-            name
-            for name in sorted(self.head_tensor_names)
-            if len(self.tensor_infos[name].shape) in (1, 2) and self.tensor_infos[name].shape[0] == rows
-        )
+        if self.head_layout is None:
+            return ()
+        output = self.head_layout.output
+        return tuple(name for name in (f"{output}.bias", f"{output}.weight") if name in self.tensor_infos)
 
     @property
     def has_tokenizer(self) -> bool:

@@ -205,6 +205,21 @@ def test_roberta_label_tensors_are_the_output_projection(tmp_path):
     assert ingredient.label_tensor_names == ("classifier.out_proj.bias", "classifier.out_proj.weight")
 
 
+def test_llama_label_tensors_are_its_score_weight_and_an_unknown_family_has_none(family_dirs, tmp_path):
+    from transformers import AutoConfig, GPT2ForSequenceClassification
+
+    llama = load_ingredient(str(family_dirs("llama")["a"]))
+    GPT2ForSequenceClassification(
+        AutoConfig.for_model("gpt2", n_embd=32, n_layer=1, n_head=2, vocab_size=99, n_positions=64)
+    ).save_pretrained(tmp_path / "gpt2")
+    unknown = load_ingredient(str(tmp_path / "gpt2"))
+
+    assert llama.head_layout.pools_last_token and llama.head_tensor_names == {"score.weight"}
+    assert llama.label_tensor_names == ("score.weight",)  # no bias
+    assert unknown.head_layout is None and unknown.label_tensor_names == ()
+    assert unknown.head_tensor_names == {"score.weight"}  # the backbone is still known, from transformers
+
+
 def test_a_bare_backbone_has_no_head(tmp_path):
     torch.manual_seed(0)
     save_model_folder(BertModel(tiny_config()), tiny_tokenizer(tmp_path / "bare"), tmp_path / "bare")

@@ -3,9 +3,10 @@
 [`check_compatibility`] compares the ingredients and collects every problem at once:
 
 - **errors** (averaging is refused): model type or architecture, a config field that changes the computation
-  (sizes, layers, heads, vocabulary, activation, `layer_norm_eps`, `problem_type`, ...), custom code, the
-  number or the set of labels, tensor names, tensor shapes, non-float dtypes, tokenizers that give other
-  token ids, NaN or Inf weights;
+  (sizes, layers, heads, vocabulary, activation, `layer_norm_eps`, `problem_type`, `pad_token_id`, ...),
+  custom code, a classification head of an unknown family or not laid out as its family's, a decoder
+  classifier without a pad token (or a tokenizer padding with another), the number or the set of labels,
+  tensor names, tensor shapes, non-float dtypes, tokenizers that give other token ids, NaN or Inf weights;
 - **warnings** (averaging is possible but you should know): classifier rows reordered to the common label
   order, generic labels taken to be in that order, ingredients that do not look fine-tuned from one common
   base, tensors the base lacks;
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 
 from ...errors import IncompatibleIngredientsError, InvalidSettingError
 from ..ingredient import Ingredient
+from .classifier import check_heads, check_pad_tokens
 from .config import check_config, check_declared_bases, check_remote_code
 from .labels import check_labels
 from .report import CompatReport
@@ -89,6 +91,8 @@ def check_compatibility(
         )
     check_config(ingredients, names, report)
     check_remote_code([*ingredients, *([base] if base else [])], report, allow=allow_custom_code)
+    check_heads(ingredients, report)
+    check_pad_tokens(ingredients, report)
     check_labels(ingredients, report, task_labels)
     check_tensors(ingredients, report)
     if base is None:

@@ -34,8 +34,9 @@ TRAINING_ONLY_FIELDS = frozenset(
 SEPARATELY_CHECKED_FIELDS = frozenset(
     {"model_type", "architectures", "id2label", "label2id", "transformers_version", "dtype", "torch_dtype"}
 )
-# Fields a base model may differ in from its fine-tunes (it usually has another head).
-HEAD_FIELDS = frozenset({"problem_type", "num_labels"})
+# Fields a base model may differ in from its fine-tunes (it usually has another head; a decoder's fine-tunes
+# set the pad_token_id their classification head pools at, which its base often lacks).
+HEAD_FIELDS = frozenset({"problem_type", "num_labels", "pad_token_id"})
 # Fields that make transformers import code shipped with the model.
 REMOTE_CODE_FIELDS = ("auto_map", "trust_remote_code")
 

@@ -30,8 +30,8 @@ __all__ = [
 # of the weights); independently initialised or pretrained matrices are about sqrt(2) ~ 1.4 apart.
 # Vectors (LayerNorm, biases) are left out: they start at the same constants in every model.
 COMMON_BASE_MAX_DISTANCE = 0.5
-# Cosine similarity of one tensor's values in two ingredients under which, while their backbones are close, the
-# tensor looks independently initialized in each: two independent random draws of n numbers have a cosine
+# Cosine similarity of one head tensor's values in two ingredients under which, while their backbones are close,
+# the tensor looks independently initialized in each: two independent random draws of n numbers have a cosine
 # of about 0 +- 1/sqrt(n) (0.04 for a 2 x 384 head), while fine-tunes of one initialization stay near 1.
 INDEPENDENT_MAX_COSINE = 0.5
 # Tensors smaller than this are left out of that check: their cosine is too noisy to mean anything.
@@ -111,8 +111,14 @@ def _nonfinite(name: str, tensor: torch.Tensor) -> str | None:
 
 def check_weights(ingredients: list[Ingredient], base: Ingredient | None, report: CompatReport) -> None:
     """Stream every weight: NaN/Inf anywhere, how far apart the backbones are (a common base or not), and
-    which tensors look independently initialized in each ingredient (a task head drawn anew in every run)."""
+    which head tensors look independently initialized in each ingredient (a task head drawn anew in every run).
+
+    The head is what lies outside the backbone: `classifier.*` for BERT, `classifier.dense` and
+    `classifier.out_proj` for RoBERTa, `pre_classifier` and `classifier` for DistilBERT, `score` for Llama
+    (the family layouts are in `HEAD_LAYOUTS`)."""
     report.weights_checked = True
+    # In the common label order: a head whose rows another ingredient stores in another order is not unrelated.
+    ingredients = report.aligned(ingredients)
     first = ingredients[0]
     shape = {n: info.shape for n, info in first.tensor_infos.items()}
     common = [
@@ -135,14 +141,15 @@ def check_weights(ingredients: list[Ingredient], base: Ingredient | None, report
     labels = [i.name for i in ingredients] + ([f"{base.name} (base)"] if base is not None else [])
     gram = torch.zeros(len(labels), len(labels), dtype=torch.float64)
     broken: dict[str, list[str]] = {i.name: [] for i in ingredients}
-    comparable = [
+    head_matrices = [  # the head's tensors, the ones a run may draw anew (see `Ingredient.head_tensor_names`)
         n
         for n in common
-        if len(shape[n]) >= 2
+        if n in first.head_tensor_names
+        and len(shape[n]) >= 2
         and first.tensor_infos[n].is_float
         and math.prod(shape[n]) >= INDEPENDENT_MIN_NUMEL
     ]
-    grams = {n: torch.zeros(len(ingredients), len(ingredients), dtype=torch.float64) for n in comparable}
+    grams = {n: torch.zeros(len(ingredients), len(ingredients), dtype=torch.float64) for n in head_matrices}
     base_stream = (
         base.tensors([base_of[n] for n in common if n in matrices]) if base is not None else iter(())
     )
@@ -155,10 +162,6 @@ def check_weights(ingredients: list[Ingredient], base: Ingredient | None, report
                 broken[ingredient.name].append(problem)
         if name in grams:
             accumulate_gram(grams[name], row)
-        if name in matrices and base is None and name in grams:
-            gram += grams[
-                name
-            ]  # the same dot products: the backbone's Gram matrix is the sum of its tensors'
         elif name in matrices:
             accumulate_gram(gram, row if base is None else [*row, next(base_stream)[1]])
     checked = set(common)
@@ -203,7 +206,7 @@ def _cosine(gram: torch.Tensor, i: int, j: int) -> float:
 def _check_independent_tensors(
     ingredients: list[Ingredient], grams: dict[str, torch.Tensor], report: CompatReport, backbone: tuple
 ) -> None:
-    """Flag tensors that are near-orthogonal between ingredients whose backbones are close."""
+    """Flag head tensors that are near-orthogonal between ingredients whose backbones are close."""
     lowest = {}
     for name, gram in grams.items():
         pairs = [

@@ -154,6 +154,23 @@ def test_independently_drawn_heads_on_one_backbone_are_flagged(tiny_ingredient_d
     assert report.ok()  # a warning: whether to refuse depends on the soup method (the pipeline decides)
 
 
+def test_only_head_tensors_are_checked_for_independent_draws(tiny_ingredient_dirs, tmp_path):
+    # A backbone matrix drawn anew moves the backbones apart instead; it is not taken for a task head.
+    def edit(weights):
+        name = "bert.encoder.layer.0.intermediate.dense.weight"
+        weights[name] = torch.randn(weights[name].shape, generator=torch.Generator().manual_seed(5)) * 0.02
+
+    ingredients = load_ingredients(
+        [str(tiny_ingredient_dirs[0]), _edited(tiny_ingredient_dirs[1], tmp_path / "e", edit)]
+    )
+    report = _report(ingredients)
+
+    check_weights(ingredients, None, report)
+
+    assert report.independent_tensors == []
+    assert any("backbones are close" in note for note in report.notes)  # so heads were checked
+
+
 def test_a_shared_head_is_not_flagged(tiny_ingredient_dirs):
     # The fixture's variants all start from the base's head and move a little: what a shared head gives.
     ingredients = load_ingredients([str(folder) for folder in tiny_ingredient_dirs])
