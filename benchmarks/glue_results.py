@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import logging
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -82,7 +83,7 @@ def _ingredients(run_dir: Path) -> tuple[list[str], list[dict]]:
     return folders, records
 
 
-def evaluate(tasks, work: Path, data: Path, seeds: list[int]) -> None:
+def evaluate(tasks, work: Path, data: Path, seeds: list[int], runs: int = 8) -> None:
     """Score every method on `seeds` selection/report splits of each task's validation (resumable).
 
     For each seed, validation is cut into the seeded `selection` and `report` halves of `hfsoup merge`; each
@@ -98,8 +99,8 @@ def evaluate(tasks, work: Path, data: Path, seeds: list[int]) -> None:
     for name in tasks:
         task, run_dir = get_task(name), work / name
         folders, records = _ingredients(run_dir)
-        if len(records) < 8:
-            print(f"{name}: {len(records)} of 8 runs finished; train first")
+        if len(records) < runs:
+            print(f"{name}: {len(records)} of {runs} runs finished; train first")
             continue
         out = run_dir / "results.json"
         results = json.loads(out.read_text()) if out.is_file() else {}
@@ -143,15 +144,15 @@ def _evaluate_seed(seed, rows, model, tokenizer, task, cache, individual, ingred
         return {role: scorers[role].metrics(logits[cut[role]])["score"] for role in cut}
 
     def selection_score():
-        return scores(cache())["selection"]
+        return scorers["selection"].metrics(cache()[cut["selection"]])["score"]
 
     raw, ema = ingredients[0::2], ingredients[1::2]
     line = {"ingredients": [scores(logits) for logits in individual]}
     sel = [s["selection"] for s in line["ingredients"]]
     for label, pool in (
-        ("best single", range(16)),
-        ("best raw", range(0, 16, 2)),
-        ("best EMA", range(1, 16, 2)),
+        ("best single", range(len(sel))),
+        ("best raw", range(0, len(sel), 2)),
+        ("best EMA", range(1, len(sel), 2)),
     ):
         i = max(pool, key=lambda i: (sel[i], -i))
         line[label] = dict(line["ingredients"][i], index=i)
@@ -174,6 +175,59 @@ def _learned(ingredients, target, model, tokenizer, task, selection_rows):
     return None
 
 
+METHODS = (
+    "best single",
+    "best raw",
+    "best EMA",
+    "uniform",
+    "uniform raw",
+    "uniform EMA",
+    "greedy",
+    "exhaustive EMA",
+    "learned",
+    "ensemble",
+)
+
+
+def report(tasks, work: Path) -> None:
+    """Print, per task, each run's raw and EMA validation scores, and each method minus the best single.
+
+    The differences are taken per selection/report split (seed), then averaged: mean and standard deviation
+    over the seeds, on the selection half (where methods choose) and on the report half (held out).
+    """
+    for name in tasks:
+        out = work / name / "results.json"
+        if not out.is_file():
+            print(f"\n{name}: no results yet")
+            continue
+        results = json.loads(out.read_text())
+        _folders, records = _ingredients(work / name)
+        print(f"\n### {name}: {len(records)} runs, {len(results)} selection/report splits\n")
+        print("| run | raw | EMA | EMA - raw |\n|---|---|---|---|")
+        for record in records:
+            raw, ema = (record["scores"][kind]["score"] for kind in ("raw", "ema"))
+            print(f"| {record['name']} | {raw:.4f} | {ema:.4f} | {ema - raw:+.4f} |")
+        print(
+            "\n| method | report score | minus best single, selection | minus best single, report | ingredients kept |"
+        )
+        print("|---|---|---|---|---|")
+        for method in METHODS:
+            lines = [line for line in results.values() if method in line]
+            if not lines:
+                continue
+            report_scores = [line[method]["report"] for line in lines]
+            cells = [f"{statistics.mean(report_scores):.4f}"]
+            for role in ("selection", "report"):
+                gaps = [line[method][role] - line["best single"][role] for line in lines]
+                spread = statistics.stdev(gaps) if len(gaps) > 1 else 0.0
+                cells.append(f"{statistics.mean(gaps):+.4f} ± {spread:.4f}")
+            kept = [len(line[method].get("selected", [])) for line in lines]
+            cells.append(f"{statistics.mean(kept):.1f}" if any(kept) else "")
+            print(f"| {method} | " + " | ".join(cells) + " |")
+        seconds = sum(line.get("seconds", 0) for line in results.values())
+        print(f"\n(evaluation: {seconds:.0f} s over {len(results)} splits)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -192,6 +246,8 @@ def main(argv=None) -> int:
         train(args.tasks, args.work, args.data)
     elif args.phase == "evaluate":
         evaluate(args.tasks, args.work, args.data, list(range(args.seeds)))
+    else:
+        report(args.tasks, args.work)
     return 0
 
 
