@@ -47,10 +47,14 @@ def test_the_first_command_runs_offline_as_typed(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     began = time.perf_counter()
-    done = subprocess.run(" && ".join(commands), shell=True, cwd=checkout, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        " && ".join(commands), shell=True, cwd=checkout, env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - began
     assert done.returncode == 0, done.stderr[-3000:]
-    output = next(Path(part.split("--output-dir ")[1].split()[0]) for part in commands if "--output-dir" in part)
+    output = next(
+        Path(part.split("--output-dir ")[1].split()[0]) for part in commands if "--output-dir" in part
+    )
     soup = checkout / output
     assert {"README.md", "soup.yaml", "model.safetensors", "config.json"} <= {p.name for p in soup.iterdir()}
     recorded = yaml.safe_load((soup / "soup.yaml").read_text())
