@@ -3,16 +3,23 @@
 Exit codes: 0 success, 1 a user error (one line on stderr; `-v` for the traceback), 2 a usage error
 (argparse), 3 an internal error (a bug: please report it), 130 interrupted. Nothing heavy is imported before
 a command runs, so `hfsoup --help`, `hfsoup --version` and usage errors answer at once.
+
+With `--json`, `merge` and `inspect` print one JSON document on stdout, anything else on stderr; a failure
+also prints `{"ok": false, "error": {"type", "message", "exit_code"}, ...}` there, so a script always has one
+document to read, except after a usage error (exit 2), when the arguments were not understood.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import shlex
 import shutil
 import sys
 import tempfile
+from contextlib import nullcontext, redirect_stdout
 from importlib.metadata import version
 from pathlib import Path
 
@@ -91,9 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hfsoup",
         description="Weight averaging for Hugging Face models.",
         epilog="Exit codes: 0 success, 1 user error (e.g. a missing model or incompatible ingredients), "
-        "2 usage error, 3 internal error (a bug), 130 interrupted.",
+        "2 usage error, 3 internal error (a bug), 130 interrupted. With --json, merge and inspect print one "
+        'JSON document on stdout, also when they fail ({"ok": false, "error": {...}}), and logs on stderr.',
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('hfsoup')}")
+    parser.set_defaults(json=False)  # `--json` is a flag of merge and inspect
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and full tracebacks")
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="warnings and results only, no progress bars"
@@ -119,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("output_dir", help="the soup folder written by `hfsoup merge`")
     push.add_argument("repo_id", help="the Hub repository, user/name")
     _hub_flags(push, push_flag=False)
+    for name in ("merge", "inspect"):
+        sub.choices[name].add_argument(
+            "--json", action="store_true", help="print one JSON document on stdout; logs go to stderr"
+        )
     return parser
 
 
@@ -170,7 +183,7 @@ def _recipe(args):
     return MergeRecipe(**{key: value for key, value in flags.items() if value is not None})
 
 
-def _merge(args) -> None:
+def _merge(args) -> dict:
     recipe = _recipe(args)
     from .pipeline import run_merge
 
@@ -192,24 +205,34 @@ def _merge(args) -> None:
             allow_custom_code=args.allow_custom_code,
             allow_independent_heads=args.allow_independent_heads,
         )
-        print(format_scores(merge.result))
-        if merge.output_dir is None:
-            print("No --output-dir given: nothing was written.")
-            return
-        if scratch is None:
-            print(f"Soup written to {merge.output_dir}")
-        if args.push_to_hub:
+        if not args.json:
+            print(format_scores(merge.result))
+            if merge.output_dir is None:
+                print("No --output-dir given: nothing was written.")
+            elif scratch is None:
+                print(f"Soup written to {merge.output_dir}")
+        commit_url = None
+        if merge.output_dir is not None and args.push_to_hub:
             try:
-                _push(merge.output_dir, args.push_to_hub, args)
+                commit_url = _push(merge.output_dir, args.push_to_hub, args)
             except HubError:
                 scratch = None  # the error names the soup in it, for `hfsoup push`: keep it
                 raise
+        return {
+            "command": "merge",
+            "ok": True,
+            "output_dir": str(merge.output_dir) if merge.output_dir is not None and scratch is None else None,
+            "pushed_to": {"repo_id": args.push_to_hub, "commit_url": commit_url} if commit_url else None,
+            "compatibility": merge.report.to_dict(),
+            "result": merge.result.to_dict(),
+        }
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _push(folder, repo_id: str, args) -> None:
+def _push(folder, repo_id: str, args) -> str:
+    """Push a soup folder; returns the commit's URL (printed unless `--json`)."""
     from .sources import push_folder
 
     if not Path(folder).is_dir():
@@ -235,10 +258,12 @@ def _push(folder, repo_id: str, args) -> None:
             f"{error} The soup is complete in {folder}: retry with `hfsoup push {folder} {repo_id}`.",
             repo_id=repo_id,
         ) from error
-    print(f"Pushed to {repo_id}: {commit.commit_url}")
+    if not args.json:
+        print(f"Pushed to {repo_id}: {commit.commit_url}")
+    return commit.commit_url
 
 
-def _inspect(args) -> None:
+def _inspect(args) -> dict:
     from .soup import check_compatibility, load_ingredient, load_ingredients, pairwise_geometry
 
     ingredients = load_ingredients(args.models, token=args.token)
@@ -246,19 +271,27 @@ def _inspect(args) -> None:
     report = check_compatibility(
         ingredients, base=base, check_values=args.weights, allow_custom_code=args.allow_custom_code
     )
-    print(report.to_text())
-    if not args.weights:
-        print(
-            "\nOnly metadata was read (configs, tokenizers, safetensors headers). Add --weights to also check "
-            "for NaN/Inf and a common base"
-            + (" and to measure the geometry of the updates" if base else "")
-            + " (this reads, and for Hub models downloads, every weight)."
-        )
-    elif base is not None and report.ok():
-        print()
-        print(pairwise_geometry(ingredients, base).to_text())
+    geometry = pairwise_geometry(ingredients, base) if args.weights and base and report.ok() else None
+    if not args.json:
+        print(report.to_text())
+        if not args.weights:
+            print(
+                "\nOnly metadata was read (configs, tokenizers, safetensors headers). Add --weights to also "
+                "check for NaN/Inf and a common base"
+                + (" and to measure the geometry of the updates" if base else "")
+                + " (this reads, and for Hub models downloads, every weight)."
+            )
+        elif geometry is not None:
+            print()
+            print(geometry.to_text())
     if not report.ok():
         raise IncompatibleIngredientsError(report.summary(), report=report)
+    return {
+        "command": "inspect",
+        "ok": True,
+        "compatibility": report.to_dict(),
+        "geometry": dataclasses.asdict(geometry) if geometry is not None else None,
+    }
 
 
 def format_scores(result: MergeResult) -> str:
@@ -309,7 +342,11 @@ def main(argv: list[str] | None = None) -> int:
             from huggingface_hub.utils import disable_progress_bars
 
             disable_progress_bars()
-        COMMANDS[args.command](args)
+        # With --json, stdout is the document's alone: whatever else is printed meanwhile goes to stderr.
+        with redirect_stdout(sys.stderr) if args.json else nullcontext():
+            document = COMMANDS[args.command](args)
+        if args.json:
+            _print_json(document)
     except IncompatibleIngredientsError as error:
         if args.command == "merge" and error.report is not None:
             print(error.report.to_text(), file=sys.stderr)
@@ -318,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(error, args)
     except KeyboardInterrupt:
         print("hfsoup: interrupted", file=sys.stderr)
+        _print_json_error(args, KeyboardInterrupt(), "interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except Exception as error:
         if args is None or args.verbose:
@@ -327,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "same command run with -v",
             file=sys.stderr,
         )
+        _print_json_error(args, error, f"{type(error).__name__}: {error}", EXIT_INTERNAL_ERROR)
         return EXIT_INTERNAL_ERROR
     return 0
 
@@ -335,7 +374,25 @@ def _fail(error: HfSoupError, args) -> int:
     if args.verbose:
         raise error
     print(f"hfsoup: error: {error}", file=sys.stderr)
+    _print_json_error(args, error, str(error), EXIT_USER_ERROR)
     return EXIT_USER_ERROR
+
+
+def _print_json(document: dict) -> None:
+    """Print `document` on stdout as strict JSON: a NaN or infinite score becomes `null`."""
+    plain = json.loads(json.dumps(document), parse_constant=lambda constant: None)
+    print(json.dumps(plain, indent=2))
+
+
+def _print_json_error(args, error: BaseException, message: str, code: int) -> None:
+    """With `--json`, the failure as the one JSON document on stdout (the one-line error is on stderr)."""
+    if args is None or not args.json:
+        return
+    fields = {"type": type(error).__name__, "message": message, "exit_code": code}
+    document = {"command": args.command, "ok": False, "error": fields}
+    if getattr(error, "report", None) is not None:  # IncompatibleIngredientsError: the findings
+        document["compatibility"] = error.report.to_dict()
+    _print_json(document)
 
 
 if __name__ == "__main__":
