@@ -3,139 +3,31 @@
 Exit codes: 0 success, 1 a user error (one line on stderr; `-v` for the traceback), 2 a usage error
 (argparse), 3 an internal error (a bug: please report it), 130 interrupted. Nothing heavy is imported before
 a command runs, so `hfsoup --help`, `hfsoup --version` and usage errors answer at once.
+
+With `--json`, `merge` and `inspect` print one JSON document on stdout, anything else on stderr; a failure
+also prints `{"ok": false, "error": {"type", "message", "exit_code"}, ...}` there, so a script always has one
+document to read, except after a usage error (exit 2), when the arguments were not understood.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import shlex
 import shutil
 import sys
 import tempfile
-from importlib.metadata import version
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 
+from .cli_output import format_runs, format_scores, print_json
+from .cli_parser import build_parser
 from .errors import HfSoupError, HubError, IncompatibleIngredientsError, IngredientNotFoundError, RecipeError
-from .result import BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult
 
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
 SECRET_FLAGS = ("--token",)
-
-
-def _merge_parser(sub) -> None:
-    merge = sub.add_parser("merge", help="check, score and soup fine-tuned models; write or push the soup")
-    merge.add_argument(
-        "models", nargs="*", help="ingredients: model folders, user/name or user/name@revision"
-    )
-    merge.add_argument("--task", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli")
-    merge.add_argument(
-        "--method",
-        help="soup method: greedy (default), uniform, weighted, or exhaustive (the best uniform soup of any "
-        "subset, at most 12 models)",
-    )
-    merge.add_argument(
-        "--weights", type=float, nargs="+", help="one weight per model, with --method weighted"
-    )
-    merge.add_argument("--dataset", help="Hub dataset id, local folder or data file (default nyu-mll/glue)")
-    merge.add_argument(
-        "--selection-split", help="split the soup is chosen on (default: a seeded half of validation)"
-    )
-    merge.add_argument("--report-split", help="split the soup is reported on (default: the other half)")
-    merge.add_argument("--seed", type=int, help="seed of the default validation halves (default 0)")
-    merge.add_argument("--metric", help="a shipped metric (glue) or the path of a local evaluate module")
-    merge.add_argument(
-        "--metric-key", help="the metric key selection maximizes (default: the GLUE leaderboard's)"
-    )
-    merge.add_argument(
-        "--trust-remote-metric",
-        action="store_true",
-        help="allow a --metric from the Hub (a script that runs on this machine)",
-    )
-    merge.add_argument("--base", help="the common base model, for the compatibility report")
-    merge.add_argument("--batch-size", type=int, help="scoring batch size (default 64)")
-    merge.add_argument("--max-length", type=int, help="longest tokenized input (default 128)")
-    merge.add_argument("--recipe", help="a recipe YAML or a soup.yaml to replay; flags given override it")
-    merge.add_argument("--output-dir", help="where to write the soup folder")
-    merge.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
-    merge.add_argument(
-        "--allow-independent-heads",
-        action="store_true",
-        help="make a uniform or weighted soup even of heads that look independently initialized in each run",
-    )
-    _custom_code_flag(merge)
-    _hub_flags(merge, push_flag=True)
-
-
-def _custom_code_flag(parser) -> None:
-    parser.add_argument(
-        "--allow-custom-code",
-        action="store_true",
-        help="accept models whose config declares custom code (auto_map); the code is never run or copied",
-    )
-
-
-def _hub_flags(parser, *, push_flag: bool) -> None:
-    if push_flag:
-        parser.add_argument("--push-to-hub", metavar="REPO", help="push the soup to this Hub repository")
-    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
-    parser.add_argument("--revision", help="the branch to push to (created if missing)")
-    parser.add_argument("--commit-message", help="the commit message of the push")
-    parser.add_argument("--token", help="a Hub token (default: HF_TOKEN or the saved login); never recorded")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hfsoup",
-        description="Weight averaging for Hugging Face models.",
-        epilog="Exit codes: 0 success, 1 user error (e.g. a missing model or incompatible ingredients), "
-        "2 usage error, 3 internal error (a bug), 130 interrupted.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('hfsoup')}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and full tracebacks")
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="warnings and results only, no progress bars"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    _merge_parser(sub)
-    finetune = sub.add_parser(
-        "finetune", help="fine-tune a sweep of runs with EMA from a recipe (recipes/*.yaml), then soup them"
-    )
-    finetune.add_argument("recipe", help="the sweep's YAML recipe (see recipes/)")
-    finetune.add_argument("--output-dir", help="where the runs go (default: the recipe's, or runs/<task>)")
-    finetune.add_argument(
-        "--dataset", help="Hub dataset id, local folder or data file (overrides the recipe)"
-    )
-    finetune.add_argument("--base", help="the base model to fine-tune (overrides the recipe)")
-    finetune.add_argument(
-        "--no-soup", action="store_true", help="train the runs only, even if the recipe soups"
-    )
-    finetune.add_argument("--overwrite", action="store_true", help="replace an existing soup folder")
-    finetune.add_argument(
-        "--token", help="a Hub token (default: HF_TOKEN or the saved login); never recorded"
-    )
-    inspect = sub.add_parser("inspect", help="report whether models can be averaged, without averaging")
-    inspect.add_argument("models", nargs="+", help="model folders, user/name or user/name@revision")
-    inspect.add_argument(
-        "--base", help="the common base: with --weights, adds distances and angles of the updates"
-    )
-    inspect.add_argument(
-        "--weights",
-        action="store_true",
-        help="also read the weights (downloads them): NaN/Inf and common-base distance checks, and the geometry",
-    )
-    inspect.add_argument("--metadata-only", action="store_true", help=argparse.SUPPRESS)  # the default now
-    _custom_code_flag(inspect)
-    inspect.add_argument("--token", help="a Hub token; never recorded")
-    push = sub.add_parser(
-        "push", help="push a soup folder written by `hfsoup merge` to the Hub in one commit"
-    )
-    push.add_argument("output_dir", help="the soup folder written by `hfsoup merge`")
-    push.add_argument("repo_id", help="the Hub repository, user/name")
-    _hub_flags(push, push_flag=False)
-    return parser
 
 
 RECIPE_FLAGS = (
@@ -186,7 +78,7 @@ def _recipe(args):
     return MergeRecipe(**{key: value for key, value in flags.items() if value is not None})
 
 
-def _merge(args) -> None:
+def _merge(args) -> dict:
     recipe = _recipe(args)
     from .pipeline import run_merge
 
@@ -208,24 +100,33 @@ def _merge(args) -> None:
             allow_custom_code=args.allow_custom_code,
             allow_independent_heads=args.allow_independent_heads,
         )
-        print(format_scores(merge.result))
-        if merge.output_dir is None:
-            print("No --output-dir given: nothing was written.")
-            return
-        if scratch is None:
-            print(f"Soup written to {merge.output_dir}")
-        if args.push_to_hub:
+        if not args.json:
+            print(format_scores(merge.result))
+            if merge.output_dir is None:
+                print("No --output-dir given: nothing was written.")
+            elif scratch is None:
+                print(f"Soup written to {merge.output_dir}")
+        commit_url = None
+        if merge.output_dir is not None and args.push_to_hub:
             try:
-                _push(merge.output_dir, args.push_to_hub, args)
+                commit_url = _push(merge.output_dir, args.push_to_hub, args)
             except HubError:
                 scratch = None  # the error names the soup in it, for `hfsoup push`: keep it
                 raise
+        return {
+            "command": "merge",
+            "ok": True,
+            "output_dir": str(merge.output_dir) if merge.output_dir is not None and scratch is None else None,
+            "pushed_to": {"repo_id": args.push_to_hub, "commit_url": commit_url} if commit_url else None,
+            "compatibility": merge.report.to_dict(),
+            "result": merge.result.to_dict(),
+        }
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _finetune(args) -> None:
+def _finetune(args) -> dict:
     from .pipeline import run_finetune
     from .sweep_recipe import load_sweep
 
@@ -235,24 +136,22 @@ def _finetune(args) -> None:
     done = run_finetune(
         sweep, token=args.token, command=args.command_line, progress=not args.quiet, overwrite=args.overwrite
     )
-    kinds = list(done.runs[0][0]["scores"])
-    print(f"{len(done.runs)} runs in {sweep.runs_dir} (validation score of each weights):")
-    print(
-        "\n".join(
-            ["  run | " + " | ".join(kinds)]
-            + [
-                f"  {record['name']} | "
-                + " | ".join(f"{record['scores'][kind]['score']:.4f}" for kind in kinds)
-                for record, _folders in done.runs
-            ]
-        )
-    )
+    print(format_runs(done.runs, sweep.runs_dir))
     if done.merge is not None:
         print(format_scores(done.merge.result))
         print(f"Soup written to {done.merge.output_dir}")
+    return {
+        "command": "finetune",
+        "ok": True,
+        "runs": [dict(record, folders=folders) for record, folders in done.runs],
+        "soup": None
+        if done.merge is None
+        else {"output_dir": str(done.merge.output_dir), "result": done.merge.result.to_dict()},
+    }
 
 
-def _push(folder, repo_id: str, args) -> None:
+def _push(folder, repo_id: str, args) -> str:
+    """Push a soup folder; returns the commit's URL (printed unless `--json`)."""
     from .sources import push_folder
 
     if not Path(folder).is_dir():
@@ -278,10 +177,12 @@ def _push(folder, repo_id: str, args) -> None:
             f"{error} The soup is complete in {folder}: retry with `hfsoup push {folder} {repo_id}`.",
             repo_id=repo_id,
         ) from error
-    print(f"Pushed to {repo_id}: {commit.commit_url}")
+    if not args.json:
+        print(f"Pushed to {repo_id}: {commit.commit_url}")
+    return commit.commit_url
 
 
-def _inspect(args) -> None:
+def _inspect(args) -> dict:
     from .soup import check_compatibility, load_ingredient, load_ingredients, pairwise_geometry
 
     ingredients = load_ingredients(args.models, token=args.token)
@@ -289,46 +190,27 @@ def _inspect(args) -> None:
     report = check_compatibility(
         ingredients, base=base, check_values=args.weights, allow_custom_code=args.allow_custom_code
     )
-    print(report.to_text())
-    if not args.weights:
-        print(
-            "\nOnly metadata was read (configs, tokenizers, safetensors headers). Add --weights to also check "
-            "for NaN/Inf and a common base"
-            + (" and to measure the geometry of the updates" if base else "")
-            + " (this reads, and for Hub models downloads, every weight)."
-        )
-    elif base is not None and report.ok():
-        print()
-        print(pairwise_geometry(ingredients, base).to_text())
+    geometry = pairwise_geometry(ingredients, base) if args.weights and base and report.ok() else None
+    if not args.json:
+        print(report.to_text())
+        if not args.weights:
+            print(
+                "\nOnly metadata was read (configs, tokenizers, safetensors headers). Add --weights to also "
+                "check for NaN/Inf and a common base"
+                + (" and to measure the geometry of the updates" if base else "")
+                + " (this reads, and for Hub models downloads, every weight)."
+            )
+        elif geometry is not None:
+            print()
+            print(geometry.to_text())
     if not report.ok():
         raise IncompatibleIngredientsError(report.summary(), report=report)
-
-
-def format_scores(result: MergeResult) -> str:
-    """The final table: every ingredient and candidate, with its score on each split, then any top subsets."""
-    roles = list(result.splits)
-    rows = [(f"{'*' if r.selected else ' '} {r.name}", r.scores) for r in result.ingredients]
-    labels = {
-        BEST: "best ingredient",
-        UNIFORM: "uniform soup",
-        ENSEMBLE: "logit ensemble",
-        SOUP: f"{result.method} soup",
+    return {
+        "command": "inspect",
+        "ok": True,
+        "compatibility": report.to_dict(),
+        "geometry": dataclasses.asdict(geometry) if geometry is not None else None,
     }
-    rows += [
-        (f"  {label}", result.candidates[key]) for key, label in labels.items() if key in result.candidates
-    ]
-    width = max(len(name) for name, _ in rows) + 2
-    header = "".join(f"{role:>14}" for role in roles)
-    lines = [f"Task {result.task}; score = {result.score_key}; * = in the soup", f"{'':{width}}{header}"]
-    for name, scores in rows:
-        lines.append(f"{name:{width}}" + "".join(f"{scores[role]['score']:>14.4f}" for role in roles))
-    if result.top_subsets:
-        subsets = 2 ** len(result.ingredients) - 1
-        lines.append(f"Best of {subsets} subsets by selection score (the first is the soup):")
-        for rank, subset in enumerate(result.top_subsets, 1):
-            names = ", ".join(f"#{i} {result.ingredients[i].name}" for i in subset.indices)
-            lines.append(f"  {rank}. {subset.score:.4f}  {names}")
-    return "\n".join(lines)
 
 
 COMMANDS = {
@@ -353,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             from huggingface_hub.utils import disable_progress_bars
 
             disable_progress_bars()
-        COMMANDS[args.command](args)
+        # With --json, stdout is the document's alone: whatever else is printed meanwhile goes to stderr.
+        with redirect_stdout(sys.stderr) if args.json else nullcontext():
+            document = COMMANDS[args.command](args)
+        if args.json:
+            print_json(document)
     except IncompatibleIngredientsError as error:
         if args.command == "merge" and error.report is not None:
             print(error.report.to_text(), file=sys.stderr)
@@ -362,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(error, args)
     except KeyboardInterrupt:
         print("hfsoup: interrupted", file=sys.stderr)
+        _print_json_error(args, KeyboardInterrupt(), "interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except Exception as error:
         if args is None or args.verbose:
@@ -371,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             "same command run with -v",
             file=sys.stderr,
         )
+        _print_json_error(args, error, f"{type(error).__name__}: {error}", EXIT_INTERNAL_ERROR)
         return EXIT_INTERNAL_ERROR
     return 0
 
@@ -379,7 +267,19 @@ def _fail(error: HfSoupError, args) -> int:
     if args.verbose:
         raise error
     print(f"hfsoup: error: {error}", file=sys.stderr)
+    _print_json_error(args, error, str(error), EXIT_USER_ERROR)
     return EXIT_USER_ERROR
+
+
+def _print_json_error(args, error: BaseException, message: str, code: int) -> None:
+    """With `--json`, the failure as the one JSON document on stdout (the one-line error is on stderr)."""
+    if args is None or not args.json:
+        return
+    fields = {"type": type(error).__name__, "message": message, "exit_code": code}
+    document = {"command": args.command, "ok": False, "error": fields}
+    if getattr(error, "report", None) is not None:  # IncompatibleIngredientsError: the findings
+        document["compatibility"] = error.report.to_dict()
+    print_json(document)
 
 
 if __name__ == "__main__":

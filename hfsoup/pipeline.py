@@ -26,6 +26,7 @@ from .eval.tasks import Task, get_task
 from .recipe import MergeRecipe
 from .result import BEST, ENSEMBLE, SOUP, UNIFORM, IngredientRecord, MergeResult
 from .soup import (
+    CompatReport,
     Ingredient,
     check_compatibility,
     check_weights,
@@ -49,10 +50,11 @@ MAX_SHARD_SIZE = "2GB"
 
 @dataclass
 class Merge:
-    """A finished merge: the result and, when written, the output folder."""
+    """A finished merge: the result, when written the output folder, and the compatibility report."""
 
     result: MergeResult
     output_dir: Path | None
+    report: CompatReport | None = None
 
 
 def run_merge(
@@ -153,13 +155,13 @@ def run_merge(
     result.base_model = _common_base(recipe, ingredients)
     result.license = _common_license(ingredients)
     if output is None:
-        return Merge(result, None)
+        return Merge(result, None, report)
     with staged(output, overwrite=overwrite) as staging:
         model.save_pretrained(staging, max_shard_size=MAX_SHARD_SIZE)
         tokenizer.save_pretrained(staging)
         write_card_files(result, staging, repo_id=repo_id, name=output.name)
     logger.info("Wrote the soup to %s", output)
-    return Merge(result, output)
+    return Merge(result, output, report)
 
 
 @dataclass

@@ -6,7 +6,7 @@ so what is published is exactly what was measured.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 Scores = dict[str, dict[str, float]]
 """Metrics by split: `{"selection": {"accuracy": 0.84, "f1": 0.88, "score": 0.86}, "report": {...}}`."""
@@ -115,3 +115,20 @@ class MergeResult:
     def selected(self) -> list[IngredientRecord]:
         """The selected ingredients, in the order the soup took them."""
         return [self.ingredients[index] for index in self.order_added]
+
+    def to_dict(self) -> dict:
+        """Every field in plain JSON types (dicts, lists, strings, numbers, `None`): `hfsoup merge --json`.
+
+        Ingredients and subsets become dicts of their fields; each ingredient also gets its
+        `pinned_reference`, the reference that names exactly its weights.
+
+        Example:
+            ```python
+            >>> result.to_dict()["candidates"]["soup"]["report"]["score"]
+            0.8412
+            ```
+        """
+        data = asdict(self)
+        for record, ingredient in zip(data["ingredients"], self.ingredients, strict=True):
+            record["pinned_reference"] = ingredient.pinned_reference
+        return data

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from hfsoup.result import SOUP_FORMAT, IngredientRecord, MergeResult
+import json
+
+from hfsoup.result import SOUP_FORMAT, IngredientRecord, MergeResult, SubsetScore
 
 
 def record(name: str, repo_id: str | None, revision: str | None, selected: bool = False) -> IngredientRecord:
@@ -39,3 +41,31 @@ def test_selected_follows_the_order_the_soup_took_them():
     assert [r.name for r in result.selected] == ["c", "a"]
     assert result.base_model is None and result.license is None
     assert SOUP_FORMAT == "hfsoup-soup/1"
+
+
+def test_to_dict_is_plain_json_with_each_pinned_reference():
+    hub = record("a", "alice/a", "f" * 40, selected=True)
+    hub.scores = {"report": {"accuracy": 0.75, "score": 0.75}}
+    result = MergeResult(
+        task="mrpc",
+        dataset="nyu-mll/glue",
+        splits={"selection": "selection", "report": "report"},
+        metric="glue",
+        score_key="accuracy",
+        method="exhaustive",
+        method_paper="",
+        method_description="",
+        ingredients=[hub, record("runs/b", None, None)],
+        order_added=[0],
+        log=["took a"],
+        candidates={"soup": hub.scores},
+        best_ingredient=0,
+        top_subsets=[SubsetScore([0], 0.75)],
+    )
+    data = result.to_dict()
+    assert json.loads(json.dumps(data)) == data  # nothing JSON cannot hold
+    assert data["ingredients"][0]["pinned_reference"] == "alice/a@" + "f" * 40
+    assert data["ingredients"][1]["pinned_reference"] == "runs/b"
+    assert data["ingredients"][0]["scores"]["report"]["accuracy"] == 0.75
+    assert data["top_subsets"] == [{"indices": [0], "score": 0.75}]
+    assert data["order_added"] == [0] and data["method"] == "exhaustive" and data["base_model"] is None

@@ -108,6 +108,12 @@ class EmaTrainerCallback(TrainerCallback):
       the tokenizer) as a model folder, to publish next to the EMA, e.g. as a branch of the same Hub repo
       (`huggingface_hub.upload_folder(folder_path=DIR, repo_id="user/model", revision="raw")`), so
       `user/model@raw` can join a soup.
+    - Only the trainable parameters are averaged (`trainable_only=True`, see [`ModelEma`]): with a PEFT
+      model (LoRA) the EMA is the adapter's and `modules_to_save`'s, so each checkpoint's EMA state costs
+      the adapter's size, and `trainer.save_model()` after training writes, as peft does, an adapter
+      folder (`adapter_config.json`, `adapter_model.safetensors`) of the EMA weights, which
+      `PeftModel.from_pretrained` loads onto the base model. `trainable_only=False` averages every
+      parameter (the frozen ones' EMA is themselves).
     - Under DDP every rank keeps an identical EMA and only the main process writes it. Under FSDP2 each rank
       keeps and saves the EMA of its own shard. DeepSpeed ZeRO-3 and FSDP1 are refused when training begins
       (see [`ModelEma`]).
@@ -125,7 +131,7 @@ class EmaTrainerCallback(TrainerCallback):
     Trainer saving each checkpoint's model with `save_model` before its optimizer state and its push.
 
     The averaging settings (`decay`, `warmup`, `warmup_gamma`, `warmup_power`, `min_decay`, `start_step`,
-    `update_every`, `device`, `include_buffers`, `bias_correction`) are those of [`ModelEma`], documented
+    `update_every`, `device`, `include_buffers`, `bias_correction`, `trainable_only`) are those of [`ModelEma`], documented
     there with their trade-offs; steps are the Trainer's optimizer steps (`state.global_step`). The default
     schedule is timm's warm-up, kept until runs measure which start is better: it forgets the starting
     weights fast but reaches the requested decay late (update 1,000 for 0.99, 31,623 for 0.999), so in a
@@ -142,13 +148,15 @@ class EmaTrainerCallback(TrainerCallback):
         report_raw_metrics: also evaluate the raw weights at each evaluation, as `eval_raw_...` metrics.
         load_ema_at_end: leave the EMA weights in the model when training ends.
         save_raw_to: a folder to save the raw weights (and tokenizer) to when training ends.
+        trainable_only: average only the parameters with `requires_grad` (the adapter of a PEFT model).
         warmup_gamma, warmup_power, min_decay, start_step, update_every, device, include_buffers: the other
             [`ModelEma`] settings, documented there.
 
     Raises:
         InvalidSettingError: at construction, if a setting is outside its allowed values or `warmup=True`
             is given with `bias_correction=True`; when training begins, if the model is sharded by
-            DeepSpeed ZeRO-3 or FSDP1, or the callback is not held by a `Trainer`.
+            DeepSpeed ZeRO-3 or FSDP1, has no trainable parameter (with `trainable_only`), or the
+            callback is not held by a `Trainer`.
 
     Example:
         ```python
@@ -177,6 +185,7 @@ class EmaTrainerCallback(TrainerCallback):
         device: str | torch.device | None = None,
         include_buffers: bool = True,
         bias_correction: bool = False,
+        trainable_only: bool = True,
     ):
         # EmaSettings validates now, at construction, not when training starts.
         self.settings = EmaSettings(
@@ -189,6 +198,7 @@ class EmaTrainerCallback(TrainerCallback):
             update_every=update_every,
             include_buffers=include_buffers,
             bias_correction=bias_correction,
+            trainable_only=trainable_only,
         )
         self.device = device
         self.report_raw_metrics = report_raw_metrics

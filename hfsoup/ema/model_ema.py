@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import InvalidSettingError
 from .mixed_lerp import mixed_lerp_
+from .selection import averaged_tensors, copied_tensors, local, model_tensors
 from .settings import EmaSettings
 from .sharding import check_supported, model_sharding_problem
 from .state import STATE_FORMAT, check_state_tensors, read_state, write_state
@@ -20,12 +21,6 @@ from .state import STATE_FORMAT, check_state_tensors, read_state, write_state
 logger = logging.getLogger(__name__)
 
 __all__ = ["EmaSettings", "ModelEma"]
-
-
-def _local(tensor: torch.Tensor) -> torch.Tensor:
-    """The part of `tensor` this process holds: the local shard of an FSDP2 `DTensor`, else the tensor."""
-    to_local = getattr(tensor, "to_local", None)
-    return to_local() if to_local is not None else tensor
 
 
 class ModelEma:
@@ -68,7 +63,16 @@ class ModelEma:
     - `start_step=0`, `update_every=1`: before `start_step` the shadow copies the weights; then one update
       every `update_every` optimizer steps, each with the decay above (the warm-up counts updates, not steps).
     - The shadow is fp32 (fp64 for fp64 weights) whatever the model's dtype: a bf16 shadow at decay 0.9999
-      rounds `(1 - d) * (w - ema)` to zero and stops moving. Memory: 4 bytes per parameter on `device`.
+      rounds `(1 - d) * (w - ema)` to zero and stops moving. Memory: 4 bytes per averaged parameter.
+    - `trainable_only=True`: only the parameters with `requires_grad` when the EMA is built are averaged,
+      for every model. A frozen parameter never changes, so its EMA would equal itself: averaging it costs
+      memory and time and changes no weight the EMA gives back. The rule is the same for a plain model with
+      frozen layers and for a PEFT model (peft's `PeftModel`, e.g. LoRA), whose trainable parameters are
+      the adapter's and those of `modules_to_save` (the task head): its shadow, state file and update cost
+      megabytes, not a second base model. `copy_to`, `swapped_into` and `apply_shadow` write the averaged
+      tensors only and leave the frozen ones as they are. The choice is made once: a parameter unfrozen
+      later (gradual unfreezing) is never averaged, and a run that does so wants `trainable_only=False`,
+      which averages every floating-point parameter.
     - `device=None` keeps each shadow tensor on its parameter's device; `device="cpu"` offloads the shadow
       to host memory at the price of a device-to-host copy of the weights at every update.
     - `include_buffers=True` also averages floating-point buffers (BatchNorm running statistics); integer
@@ -80,6 +84,10 @@ class ModelEma:
     `GatheredParameters` and FSDP1's are flat vectors. A ZeRO-3 EMA would have to be kept from the
     optimizer's fp32 partitions (`engine.optimizer.fp32_partitioned_groups_flat`), one per rank, which is
     the design to follow when a ZeRO-3 machine is available to test it.
+
+    PEFT needs no special code, and hfsoup never imports `peft`: with the EMA applied, peft's own
+    `model.save_pretrained(folder)` writes an adapter folder (`adapter_config.json`,
+    `adapter_model.safetensors`) holding the EMA weights, which `PeftModel.from_pretrained` loads.
 
     Args:
         model: the model whose weights are averaged; the shadow starts as a copy of its weights.
@@ -93,10 +101,12 @@ class ModelEma:
         device: where the shadow lives; `None` for next to each parameter.
         include_buffers: average floating-point buffers too.
         bias_correction: start the average from zero and divide by `1 - decay ** t` (see above).
+        trainable_only: average only the parameters with `requires_grad` (see above).
 
     Raises:
         InvalidSettingError: if a setting is outside its allowed values, `warmup=True` is given with
-            `bias_correction=True`, or the model is sharded by DeepSpeed ZeRO-3 or FSDP1.
+            `bias_correction=True`, the model is sharded by DeepSpeed ZeRO-3 or FSDP1, or `trainable_only`
+            is on and no parameter is trainable.
 
     Example:
         ```python
@@ -107,6 +117,9 @@ class ModelEma:
         >>> with ema.swapped_into(model):  # evaluate on the EMA weights, get the raw ones back after
         ...     metrics = evaluate(model)
         >>> ema = ModelEma(model, decay=0.999, bias_correction=True)  # step 1's average: step 1's weights
+        >>> ema = ModelEma(peft_model, decay=0.999)  # a LoRA model: the adapter's EMA only
+        >>> with ema.swapped_into(peft_model):  # the EMA as an adapter folder
+        ...     peft_model.save_pretrained("out/ema-adapter")
         ```
     """
 
@@ -124,6 +137,7 @@ class ModelEma:
         device: str | torch.device | None = None,
         include_buffers: bool = True,
         bias_correction: bool = False,
+        trainable_only: bool = True,
     ):
         self.settings = EmaSettings(
             decay=decay,
@@ -135,8 +149,14 @@ class ModelEma:
             update_every=update_every,
             include_buffers=include_buffers,
             bias_correction=bias_correction,
+            trainable_only=trainable_only,
         )
         check_supported(model_sharding_problem(model))
+        if trainable_only and not any(p.requires_grad and p.is_floating_point() for p in model.parameters()):
+            raise InvalidSettingError(
+                "The model has no trainable parameter (requires_grad is False on every one), so an EMA of "
+                "the trainable parameters averages nothing; unfreeze what you train, or pass trainable_only=False."
+            )
         self.device = torch.device(device) if device is not None else None
         self.num_updates = 0
         self.last_step = 0
@@ -147,45 +167,13 @@ class ModelEma:
             False  # True when the model's parameters are FSDP2 DTensors: the shadow is per shard
         )
         with torch.no_grad():
-            for name, tensor in self._averaged(model):
+            for name, tensor in averaged_tensors(model, self.settings):
                 self.is_sharded |= hasattr(tensor, "to_local")
-                tensor = _local(tensor).detach()
+                tensor = local(tensor).detach()
                 dtype = torch.promote_types(tensor.dtype, torch.float32)
                 self.shadow[name] = tensor.to(self.device or tensor.device, dtype, copy=True)
-            for name, tensor in self._copied(model):
-                self.copied[name] = _local(tensor).detach().to(self.device or tensor.device, copy=True)
-
-    # -- which tensors ------------------------------------------------------------------------------------
-    def _averaged(self, model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-        for name, param in model.named_parameters():
-            if param.is_floating_point():
-                yield name, param
-        if self.settings.include_buffers:
-            for name, buffer in model.named_buffers():
-                if buffer.is_floating_point():
-                    yield name, buffer
-
-    def _copied(self, model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-        for name, buffer in model.named_buffers():
-            if not buffer.is_floating_point() or not self.settings.include_buffers:
-                yield name, buffer
-
-    def _model_tensors(self, model: nn.Module, names: dict[str, torch.Tensor], source) -> list[torch.Tensor]:
-        """The model's tensors of `names`, in order, after checking that each exists with the EMA's shape."""
-        found = {name: _local(tensor) for name, tensor in source(model) if name in names}
-        if len(found) != len(names):
-            missing = sorted(set(names) - set(found))[:5]
-            raise InvalidSettingError(
-                f"The model does not match its EMA: {len(names) - len(found)} tensors are missing "
-                f"(first: {missing}); use the model the EMA was built from."
-            )
-        for name, expected in names.items():
-            if found[name].shape != expected.shape:
-                raise InvalidSettingError(
-                    f"The model does not match its EMA: tensor {name!r} has shape {tuple(found[name].shape)} "
-                    f"in the model but {tuple(expected.shape)} in the EMA; use the model the EMA was built from."
-                )
-        return [found[name] for name in names]
+            for name, tensor in copied_tensors(model, self.settings):
+                self.copied[name] = local(tensor).detach().to(self.device or tensor.device, copy=True)
 
     # -- the average --------------------------------------------------------------------------------------
     def decay_at(self, step: int) -> float | None:
@@ -221,8 +209,8 @@ class ModelEma:
                 "hold the weights being trained; call ema.restore(model) before ema.update(model)."
             )
         step = self.last_step + 1 if step is None else step
-        weights = self._model_tensors(model, self.shadow, self._averaged)  # checked before any change
-        buffers = self._model_tensors(model, self.copied, self._copied)
+        weights = model_tensors(model, self.shadow)  # checked before any change
+        buffers = model_tensors(model, self.copied)
         decay = self.decay_at(step)
         self.last_step = step
         if decay is None:
@@ -237,8 +225,8 @@ class ModelEma:
     def _targets(self, model: nn.Module) -> list[torch.Tensor]:
         """The model's tensors the EMA writes, in the order of `shadow` then `copied`, all checked first."""
         return [
-            *self._model_tensors(model, self.shadow, self._averaged),
-            *self._model_tensors(model, self.copied, self._copied),
+            *model_tensors(model, self.shadow),
+            *model_tensors(model, self.copied),
         ]
 
     @torch.no_grad()

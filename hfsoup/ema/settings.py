@@ -40,6 +40,7 @@ class EmaSettings:
     update_every: int = 1
     include_buffers: bool = True
     bias_correction: bool = False
+    trainable_only: bool = True
 
     def __post_init__(self):
         problems = []

@@ -101,7 +101,7 @@ def check_state_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, to
         raise InvalidSettingError(
             f"The saved EMA state does not match the model: {len(missing)} tensors missing "
             f"(first: {missing[:3]}), {len(unexpected)} unexpected (first: {unexpected[:3]}); "
-            "resume with the model the EMA was saved from."
+            "resume with the model the EMA was saved from, frozen as it was, and the same trainable_only."
         )
     for name, target in expected.items():
         if tensors[name].shape != target.shape:

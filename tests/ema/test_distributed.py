@@ -18,7 +18,9 @@ HERE = Path(__file__).parent / "distributed"
 
 
 def torchrun(script: str, *args: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent.parent)}
+    # The tests folder (tiny_models) and the checkout under test, not whichever hfsoup is installed.
+    paths = [str(HERE.parent.parent), str(HERE.parents[2])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(paths)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     result = subprocess.run(
         [*command, str(HERE / script), *args], env=env, capture_output=True, text=True, timeout=240

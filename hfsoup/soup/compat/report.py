@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,6 +49,17 @@ class CompatReport:
         """The ingredients, each read in the common label order (the originals are unchanged)."""
         orders = self.label_orders or [None] * len(ingredients)
         return [i.reordered(order) for i, order in zip(ingredients, orders, strict=True)]
+
+    def to_dict(self) -> dict:
+        """The report as plain JSON types, as `hfsoup inspect --json` prints it: every field, plus `ok`.
+
+        Example:
+            ```python
+            >>> report.to_dict()["errors"]
+            ['num_labels differs: 2 (a) vs 3 (b); ...']
+            ```
+        """
+        return {"ok": self.ok(), **asdict(self)}
 
     def summary(self) -> str:
         """One line: the verdict and the first problems."""

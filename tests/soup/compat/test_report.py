@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -57,3 +59,20 @@ def test_grouped_names_who_has_which_value():
     assert grouped([32, 32], ["a", "b"]) is None
     assert grouped([32, 48, 32], ["a", "b", "c"]) == "32 (a, c) vs 48 (b)"
     assert grouped([{"y": 1, "x": 2}, {"x": 2, "y": 1}], ["a", "b"]) is None  # key order does not matter
+
+
+def test_to_dict_holds_the_verdict_every_finding_and_the_alignment():
+    report = CompatReport(
+        ingredients=["a", "b"],
+        errors=["E"],
+        warnings=["W"],
+        notes=["N"],
+        label_orders=[None, [1, 0]],
+        label_names=["no", "yes"],
+    )
+    data = report.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["ok"] is False and CompatReport(ingredients=["a"]).to_dict()["ok"] is True
+    assert (data["errors"], data["warnings"], data["notes"]) == (["E"], ["W"], ["N"])
+    assert data["label_orders"] == [None, [1, 0]] and data["label_names"] == ["no", "yes"]
+    assert data["weights_checked"] is False and data["base"] is None
