@@ -165,14 +165,17 @@ def _evaluate_seed(seed, rows, model, tokenizer, task, cache, individual, ingred
     soup = get_method("exhaustive")(ema, target, score=selection_score, individual_scores=sel[1::2])
     line["exhaustive EMA"] = dict(scores(cache()), selected=[2 * i + 1 for i in soup.selected])
     learned = _learned(ingredients, target, model, tokenizer, task, rows.select(cut["selection"]))
-    if learned is not None:
-        line["learned"] = dict(scores(cache()), coefficients=learned)
+    line["learned"] = dict(scores(cache()), coefficients=learned)
     return line
 
 
-def _learned(ingredients, target, model, tokenizer, task, selection_rows):
-    """The learned soup (None until hfsoup has one)."""
-    return None
+def _learned(ingredients, target, model, tokenizer, task, selection_rows) -> dict:
+    """The learned soup of all ingredients, fitted on the selection half with hfsoup's defaults; its coefficients."""
+    from hfsoup.eval.loss import SelectionLoss
+    from hfsoup.soup import get_method
+
+    gradient = SelectionLoss(model, tokenizer, task, selection_rows, max_length=128)
+    return get_method("learned")(ingredients, target, gradient=gradient).coefficients
 
 
 METHODS = (

@@ -52,6 +52,7 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
         "uniform EMA",
         "greedy",
         "exhaustive EMA",
+        "learned",
     ):
         assert set(line[method]) >= {"selection", "report"}, method
     assert line["best single"]["selection"] == max(i["selection"] for i in line["ingredients"])
@@ -60,6 +61,8 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
     )
     assert line["exhaustive EMA"]["selection"] >= line["uniform EMA"]["selection"]
     assert all(i % 2 == 1 for i in line["exhaustive EMA"]["selected"])
+    (coefficients,) = line["learned"]["coefficients"].values()
+    assert len(coefficients) == 8 and abs(sum(coefficients) - 1) < 1e-5
     computed = len(list((tmp_path / "mrpc" / "logits").iterdir()))
     bench.evaluate(["mrpc"], tmp_path, glue_hub_dir, [0, 1, 2], runs=4)  # seed 2 reuses every soup's logits
     assert len(list((tmp_path / "mrpc" / "logits").iterdir())) <= computed + 20
