@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification
 from .card import write_card_files
 from .errors import IncompatibleIngredientsError, InvalidSettingError
 from .eval.data import DEFAULT_DATASET, load_split
+from .eval.loss import SelectionLoss
 from .eval.metrics import load_metric
 from .eval.scoring import Scorer
 from .eval.tasks import Task, get_task
@@ -27,6 +28,7 @@ from .recipe import MergeRecipe
 from .result import BEST, ENSEMBLE, SOUP, UNIFORM, IngredientRecord, MergeResult
 from .soup import (
     Ingredient,
+    LearnedSettings,
     check_compatibility,
     check_weights,
     get_method,
@@ -146,7 +148,18 @@ def run_merge(
         )
         for role, rows in splits.items()
     }
-    result = _soup(recipe, task, ingredients, model, scorers, progress)
+    gradient = None
+    if get_method(recipe.method).fits:
+        gradient = SelectionLoss(
+            model,
+            tokenizer,
+            task,
+            splits["selection"],
+            batch_size=recipe.batch_size,
+            max_length=recipe.max_length,
+            seed=recipe.seed,
+        )
+    result = _soup(recipe, task, ingredients, model, scorers, progress, gradient)
     result.compatibility = report.warnings + report.notes
     result.command = command
     result.base_model = _common_base(recipe, ingredients)
@@ -243,7 +256,18 @@ def _score_all(scorers: dict[str, Scorer]) -> tuple[dict, dict]:
     return scores, logits
 
 
-def _soup(recipe, task, ingredients, model, scorers, progress) -> MergeResult:
+def _learned_settings(recipe: MergeRecipe) -> LearnedSettings:
+    """The recipe's `learned_*` fields as the learned soup's settings; fields left out keep their defaults."""
+    given = {
+        "per_layer": recipe.learned_per_layer,
+        "epochs": recipe.learned_epochs,
+        "learning_rate": recipe.learned_learning_rate,
+        "coefficients": recipe.learned_coefficients,
+    }
+    return LearnedSettings(**{key: value for key, value in given.items() if value is not None})
+
+
+def _soup(recipe, task, ingredients, model, scorers, progress, gradient) -> MergeResult:
     """Score every ingredient, the ensemble, the uniform soup and the recipe's soup; the model ends with the soup."""
     target = dict(model.state_dict())
     records, all_logits = [], []
@@ -286,6 +310,8 @@ def _soup(recipe, task, ingredients, model, scorers, progress) -> MergeResult:
         score=selection.score if selection.has_bound else (lambda: selection.score()),
         individual_scores=selection_scores,
         weights=recipe.weights,
+        gradient=gradient,
+        settings=_learned_settings(recipe),
     )
     candidates[SOUP] = _score_all(scorers)[0]
     for index, weight in zip(soup.selected, soup.weights, strict=True):
@@ -310,6 +336,7 @@ def _soup(recipe, task, ingredients, model, scorers, progress) -> MergeResult:
         recipe=recipe.to_dict(),
         seed=recipe.seed,
         top_subsets=list(soup.top_subsets),
+        coefficients=dict(soup.coefficients),
     )
 
 

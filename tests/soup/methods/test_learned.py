@@ -6,7 +6,10 @@ import math
 
 import pytest
 import torch
+import yaml
+from cli_helpers import quick_mrpc, run
 from datasets import Dataset
+from safetensors.torch import load_file
 from soup_helpers import MemoryIngredient
 from tiny_models import finetuned_variant, tiny_bert, tiny_tokenizer
 
@@ -243,3 +246,35 @@ def test_bad_arguments_are_refused_with_one_line(variants, kwargs, message):
     with pytest.raises(InvalidSettingError, match=message) as info:
         get_method("learned")(variants, target, **kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_merge_method_learned_end_to_end_and_its_replay(tmp_path, capsys, tiny_ingredient_dirs, glue_hub_dir):
+    args = [*quick_mrpc(tiny_ingredient_dirs, glue_hub_dir), "--method", "learned", "--learned-per-layer"]
+    code, out, err = run(capsys, "merge", *args, "--learned-epochs", "2", "--output-dir", tmp_path / "soup")
+    assert code == 0, err
+    assert "learned soup" in out
+    recorded = yaml.safe_load((tmp_path / "soup" / "soup.yaml").read_text())
+    assert recorded["method"]["name"] == "learned" and recorded["recipe"]["learned_epochs"] == 2
+    assert list(recorded["coefficients"]) == GROUPS
+    assert [line.split(":")[0] for line in recorded["log"]] == ["epoch 1/2", "epoch 2/2"]
+    assert "## Learned coefficients" in (tmp_path / "soup" / "README.md").read_text()
+
+    # The written soup is the convex combination of the ingredients' files that soup.yaml records.
+    soup = load_file(tmp_path / "soup" / "model.safetensors")
+    states = [load_file(folder / "model.safetensors") for folder in tiny_ingredient_dirs]
+    groups = tensor_groups(name for name, tensor in soup.items() if tensor.is_floating_point())
+    for name, group in groups.items():
+        expected = sum(
+            c * s[name].double() for c, s in zip(recorded["coefficients"][group], states, strict=True)
+        )
+        torch.testing.assert_close(soup[name].double(), expected, rtol=1e-6, atol=1e-6, msg=name)
+
+    # The replay reuses the coefficients (no fitting: an empty log) and rebuilds the same weights.
+    code, _, err = run(
+        capsys, "merge", "--recipe", tmp_path / "soup" / "soup.yaml", "--output-dir", tmp_path / "again"
+    )
+    assert code == 0, err
+    replayed = yaml.safe_load((tmp_path / "again" / "soup.yaml").read_text())
+    assert replayed["coefficients"] == recorded["coefficients"] and replayed["log"] == []
+    again = load_file(tmp_path / "again" / "model.safetensors")
+    assert soup.keys() == again.keys() and all(torch.equal(soup[name], again[name]) for name in soup)
