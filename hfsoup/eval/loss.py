@@ -29,7 +29,7 @@ class SelectionLoss:
         tokenizer: the tokenizer of the model.
         task: the task, which names the text and label columns.
         dataset: the split, e.g. the selection split from [`load_split`]; its rows are tokenized here, once.
-        batch_size: rows per batch (the last batch of an epoch may be smaller).
+        batch_size: the most rows per batch; an epoch has `ceil(rows / batch_size)` batches of near-equal size.
         max_length: longest tokenized input; longer ones are truncated.
         seed: the seed of the shuffles: epoch `e` visits the rows in the order of a permutation seeded with
             `(seed, e)`, so every batch is a function of `(seed, epoch, batch)` alone.
@@ -89,9 +89,10 @@ class SelectionLoss:
         return math.ceil(len(self._labels) / self.batch_size)
 
     def rows(self, epoch: int, batch: int) -> np.ndarray:
-        """The row indices of one batch of one epoch."""
+        """The row indices of one batch of one epoch: the epoch's permutation cut into `len(self)` near-equal
+        batches (sizes differ by at most one), so every batch weighs alike in a mean of batch losses."""
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self._labels))
-        return order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        return np.array_split(order, len(self))[batch]
 
     def __call__(self, epoch: int, batch: int) -> tuple[float, dict[str, torch.Tensor]]:
         """The mean loss of one batch and its gradient of each trainable tensor of the model, by name.

@@ -109,9 +109,10 @@ def tensor_groups(names: Iterable[str]) -> dict[str, str]:
 
     Example:
         ```python
-        >>> tensor_groups(["bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.output.dense.bias",
+        >>> tensor_groups(["bert.embeddings.LayerNorm.weight", "bert.encoder.layer.0.output.dense.bias",
         ...                "classifier.weight"])
-        {..."bert.embeddings", ..."bert.encoder.layer.0", "classifier.weight": "classifier"}
+        {'bert.embeddings.LayerNorm.weight': 'bert.embeddings', 'bert.encoder.layer.0.output.dense.bias':
+        'bert.encoder.layer.0', 'classifier.weight': 'classifier'}
         ```
     """
     names = list(names)
@@ -130,7 +131,14 @@ def tensor_groups(names: Iterable[str]) -> dict[str, str]:
 
 
 class SoupMixer:
-    """The soup `sum_i alpha[group, i] * theta_i`, streamed into the target, and the dot products of a gradient."""
+    """The soup `sum_i alpha[group, i] * theta_i`, streamed into the target, and the dot products of a gradient.
+
+    Args:
+        ingredients: the ingredients, each streaming its tensors.
+        target: the live model's tensors; the soup is accumulated in them when they are fp32, else in an fp32
+            copy written into them.
+        per_layer: one group per [`tensor_groups`] group; otherwise the single group [`ALL`].
+    """
 
     def __init__(
         self, ingredients: Sequence[SoupIngredient], target: dict[str, torch.Tensor], per_layer: bool
