@@ -691,12 +691,17 @@ def main(argv: list[str] | None = None) -> None:
         f"- load average (1, 5, 15 min): before {load_before}; after the uniform runs {load_middle};\n"
         f"  at the end {load_average()}"
     )
+    done = {
+        "uniform": f"{rounds} round(s) of every uniform run",
+        "greedy": f"{greedy_rounds} of the greedy timing",
+    }
+    done["exhaustive"] = f"{exhaustive_rounds} of the exhaustive one"
     print(
-        f"- parts {', '.join(sorted(parts))}: {rounds} round(s) of every uniform run, {greedy_rounds} of the "
-        f"greedy timing, {exhaustive_rounds} of the exhaustive one; wall time {time.perf_counter() - started:.0f} s"
+        f"- {', '.join(done[p] for p in PARTS if p in parts)}; wall time {time.perf_counter() - started:.0f} s"
     )
     if exhaustive:
-        print(f"- exhaustive ingredients: {options.exhaustive_models or '4 MiniLM perturbations'}")
+        names = [str(folder) for folder in options.exhaustive_models or []]
+        print(f"- exhaustive ingredients: {', '.join(names) or '4 MiniLM perturbations'}")
     print(f"- mergekit: {options.mergekit or 'not installed, skipped'}\n")
     if results:
         print(uniform_table(results, counts) + "\n")
