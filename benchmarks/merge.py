@@ -24,10 +24,16 @@ Two measurements, printed as Markdown (benchmarks/RESULTS.md holds the latest fi
    candidates, against one bare `model(**batch)` pass under `torch.inference_mode()` over the same padded
    batches. The two alternate within each round; ratios are per-round (paired) medians. The weight work
    alone is also timed with the score stubbed, once rejecting and once accepting every candidate.
+3. Subset search's early rejection: the exhaustive soup of 4 ingredients (`--exhaustive-models`, default the
+   MiniLM perturbations) on the MRPC "selection" half, run with `score=scorer.score`, whose `beat` lets a pass
+   stop once it cannot enter the top 5 (as `hfsoup merge` does), and with `score=lambda: scorer.score()`,
+   which has no `beat`, so every pass runs to the end. The two alternate within each round; a forward
+   pre-hook on the model counts the examples scored. Both must choose the same subset and top 5.
 
 Usage:
-    python benchmarks/merge.py           # full run: MiniLM and BERT-base, N = 2, 4, 8, then the greedy soup
+    python benchmarks/merge.py           # full run: MiniLM and BERT-base, N = 2, 4, 8, greedy, exhaustive
     python benchmarks/merge.py --quick   # smoke run: MiniLM only, N = 2, 4
+    python benchmarks/merge.py --parts exhaustive --exhaustive-models runs/*/raw   # early rejection only
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ MERGEKIT_VENV = Path("/tmp/mkvenv/bin/mergekit-yaml")
 TIME = "/usr/bin/time"
 MIB = 2**20
 SIZES = ("minilm", "bert-base")
+PARTS = ("uniform", "greedy", "exhaustive")
 LABELS = {0: "not_equivalent", 1: "equivalent"}
 # Tensors compared between the soups of every method: a few values and the norm of each.
 PROBES = (
@@ -388,6 +395,103 @@ def bench_greedy(folders: list[Path], glue_dir: Path, rounds: int) -> GreedyResu
     return result
 
 
+# -- part 3: subset search's early rejection ------------------------------------------------------------
+EARLY, FULL = "early rejection", "every pass to the end"
+
+
+@dataclass
+class ExhaustiveResult:
+    """Per variant (`EARLY`, `FULL`) and round: examples scored and seconds; passes stopped early."""
+
+    rows: int
+    ingredients: int
+    passes: int
+    examples: dict[str, list[int]] = field(default_factory=dict)
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    stopped: list[int] = field(default_factory=list)
+    chosen: list[int] = field(default_factory=list)
+
+
+def bench_exhaustive(folders: list[Path], glue_dir: Path, rounds: int) -> ExhaustiveResult:
+    """Time exhaustive soups of the folders with and without early rejection, alternating; count examples."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hfsoup import Scorer, get_method, get_task, load_ingredients, load_into, load_split
+
+    task = get_task("mrpc")
+    ingredients = load_ingredients([str(folder) for folder in folders])
+    model = AutoModelForSequenceClassification.from_config(ingredients[0].config, dtype=torch.float32)
+    model.eval()
+    scorer = Scorer(
+        model, ingredients[0].tokenizer(), task, load_split(task, "selection", dataset=str(glue_dir))
+    )
+    if not scorer.has_bound:
+        raise RuntimeError("the MRPC selection score should allow early rejection")
+    target = dict(model.state_dict())
+    individual = []
+    for ingredient in ingredients:
+        load_into(target, ingredient)
+        individual.append(scorer.score())
+    counts = {"examples": 0, "stopped": 0}
+
+    def count_rows(module, args, kwargs) -> None:
+        counts["examples"] += kwargs["input_ids"].shape[0]
+
+    model.register_forward_pre_hook(count_rows, with_kwargs=True)
+
+    def early(beat: float | None = None) -> float | None:
+        value = scorer.score(beat=beat)
+        counts["stopped"] += value is None
+        return value
+
+    variants = {EARLY: early, FULL: lambda: scorer.score()}
+    exhaustive = get_method("exhaustive")
+    passes = 2 ** len(ingredients) - 1 - len(ingredients)
+    result = ExhaustiveResult(len(scorer), len(ingredients), passes)
+    choices = {}
+    for round_index in range(rounds):
+        for name in (EARLY, FULL) if round_index % 2 == 0 else (FULL, EARLY):
+            counts.update(examples=0, stopped=0)
+            start = time.perf_counter()
+            soup = exhaustive(ingredients, target, score=variants[name], individual_scores=individual)
+            result.seconds.setdefault(name, []).append(time.perf_counter() - start)
+            result.examples.setdefault(name, []).append(counts["examples"])
+            if name == EARLY:
+                result.stopped.append(counts["stopped"])
+            choices[name] = [(s.indices, s.score) for s in soup.top_subsets]
+            result.chosen = soup.selected
+        print(f"  [exhaustive round {round_index + 1}/{rounds}] load {load_average()}", file=sys.stderr)
+    if choices[EARLY] != choices[FULL]:
+        raise RuntimeError(f"early rejection changed the top subsets: {choices[EARLY]} vs {choices[FULL]}")
+    return result
+
+
+def exhaustive_table(result: ExhaustiveResult) -> str:
+    def row(name: str, label: str) -> str:
+        seconds = result.seconds[name]
+        ratios = [a / b for a, b in zip(seconds, result.seconds[FULL], strict=True)]
+        examples = statistics.median(result.examples[name])
+        share = examples / statistics.median(result.examples[FULL])
+        return (
+            f"| {label} | {examples:.0f} ({share:.2f}) | {statistics.median(seconds):.1f} | {min(seconds):.1f} "
+            f"| {statistics.median(ratios):.2f} |"
+        )
+
+    stopped = statistics.median(result.stopped)
+    return "\n".join(
+        [
+            f"| exhaustive soup of {result.ingredients} ingredients, MRPC selection half ({result.rows} rows): "
+            f"{result.passes} scoring passes, chose {result.chosen} | examples scored (x full) | median s "
+            "| min s | x full (paired) |",
+            "|---|---:|---:|---:|---:|",
+            row(FULL, "every pass to the end (`score` without `beat`)"),
+            row(
+                EARLY, f"early rejection (`score(beat=...)`; {stopped:.0f} of {result.passes} passes stopped)"
+            ),
+        ]
+    )
+
+
 # -- report ---------------------------------------------------------------------------------------------
 def load_average() -> str:
     return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
@@ -515,6 +619,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--greedy-repeats", type=int, help="rounds of the greedy timing (default 7, quick 3)")
     parser.add_argument("--glue-dir", type=Path, default=GLUE_HUB, help="the nyu-mll/glue dataset folder")
     parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="what to measure (default all): uniform soups, greedy candidates, exhaustive early rejection",
+    )
+    parser.add_argument(
+        "--exhaustive-models",
+        nargs="+",
+        type=Path,
+        help="the exhaustive soup's ingredients (default: 4 MiniLM perturbations); e.g. real fine-tunes",
+    )
+    parser.add_argument(
+        "--exhaustive-repeats", type=int, help="rounds of the exhaustive timing (default 3, quick 1)"
+    )
+    parser.add_argument(
         "--mergekit",
         type=Path,
         default=MERGEKIT_VENV if MERGEKIT_VENV.exists() else shutil.which("mergekit-yaml"),
@@ -535,6 +655,8 @@ def main(argv: list[str] | None = None) -> None:
     counts = sorted(options.counts or ([2, 4] if options.quick else [2, 4, 8]))
     rounds = options.repeats or (1 if options.quick else 3)
     greedy_rounds = options.greedy_repeats or (3 if options.quick else 7)
+    exhaustive_rounds = options.exhaustive_repeats or (1 if options.quick else 3)
+    parts = set(options.parts)
 
     if options.threads:
         os.environ["OMP_NUM_THREADS"] = str(options.threads)
@@ -545,14 +667,22 @@ def main(argv: list[str] | None = None) -> None:
     hf_logging.disable_progress_bar()
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     started, load_before = time.perf_counter(), load_average()
+    results, greedy, exhaustive = [], None, None
     with tempfile.TemporaryDirectory(dir=options.work_dir) as scratch:
         work = Path(scratch)
-        folders = {size: make_ingredients(size, max([*counts, 4]), work) for size in sizes}
-        print(f"ingredients saved in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        results = [bench_uniform(s, folders[s], counts, rounds, options.mergekit, work) for s in sizes]
+        if "uniform" in parts:
+            folders = {size: make_ingredients(size, max([*counts, 4]), work) for size in sizes}
+            print(f"ingredients saved in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+            results = [bench_uniform(s, folders[s], counts, rounds, options.mergekit, work) for s in sizes]
         load_middle = load_average()
-        minilm = folders.get("minilm") or make_ingredients("minilm", 4, work)
-        greedy = bench_greedy(minilm[:4], options.glue_dir, greedy_rounds)
+        if "greedy" in parts or ("exhaustive" in parts and not options.exhaustive_models):
+            minilm = folders.get("minilm") if "uniform" in parts else None
+            minilm = minilm or make_ingredients("minilm", 4, work)
+        if "greedy" in parts:
+            greedy = bench_greedy(minilm[:4], options.glue_dir, greedy_rounds)
+        if "exhaustive" in parts:
+            chosen = options.exhaustive_models or minilm[:4]
+            exhaustive = bench_exhaustive(chosen, options.glue_dir, exhaustive_rounds)
 
     print("## Merge\n")
     for line in machine():
@@ -561,14 +691,25 @@ def main(argv: list[str] | None = None) -> None:
         f"- load average (1, 5, 15 min): before {load_before}; after the uniform runs {load_middle};\n"
         f"  at the end {load_average()}"
     )
+    done = {
+        "uniform": f"{rounds} round(s) of every uniform run",
+        "greedy": f"{greedy_rounds} of the greedy timing",
+    }
+    done["exhaustive"] = f"{exhaustive_rounds} of the exhaustive one"
     print(
-        f"- {rounds} round(s) of every uniform run, {greedy_rounds} of the greedy timing; "
-        f"wall time {time.perf_counter() - started:.0f} s"
+        f"- {', '.join(done[p] for p in PARTS if p in parts)}; wall time {time.perf_counter() - started:.0f} s"
     )
+    if exhaustive:
+        names = [str(folder) for folder in options.exhaustive_models or []]
+        print(f"- exhaustive ingredients: {', '.join(names) or '4 MiniLM perturbations'}")
     print(f"- mergekit: {options.mergekit or 'not installed, skipped'}\n")
-    print(uniform_table(results, counts) + "\n")
-    print("\n".join(uniform_targets(results, counts)) + "\n")
-    print(greedy_table(greedy))
+    if results:
+        print(uniform_table(results, counts) + "\n")
+        print("\n".join(uniform_targets(results, counts)) + "\n")
+    if greedy:
+        print(greedy_table(greedy) + "\n")
+    if exhaustive:
+        print(exhaustive_table(exhaustive))
 
 
 if __name__ == "__main__":

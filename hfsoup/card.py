@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .card_tables import coefficients_section, number, subsets_section, table
 from .eval.tasks import HALVES, get_task
 from .result import BEST, ENSEMBLE, SOUP, SOUP_FORMAT, UNIFORM, MergeResult, Scores
 from .soup.methods.base import SOUPS_PAPER
@@ -173,14 +174,6 @@ Local-folder ingredients are not Hub repositories, so the `base_model` metadata 
 _BASE = """
 The ingredients were fine-tuned from [{base}]({hub}/{base}).
 """
-_SUBSETS = """
-## Subset search
-
-The uniform soups of all {count} non-empty subsets of the ingredients were scored on the selection split. The
-best {top} (ties go to the smaller subset, then to the lower indices; the first is this soup):
-
-{table}
-"""
 _LOG = """
 ## Soup log
 
@@ -192,18 +185,6 @@ Every step of the soup, in order:
 """
 
 
-def _number(scores: Scores, split: str, key: str) -> str:
-    value = scores.get(split, {}).get(key)
-    if value is None:
-        return "–"
-    return "n/a" if math.isnan(value) else f"{value:.4f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [header, ["---"] * len(header), *([cell.replace("|", "\\|") for cell in row] for row in rows)]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
-
-
 def _ingredient_row(result: MergeResult, index: int, columns: list[tuple[str, str]]) -> list[str]:
     record = result.ingredients[index]
     if record.repo_id is None:
@@ -212,17 +193,8 @@ def _ingredient_row(result: MergeResult, index: int, columns: list[tuple[str, st
         where = f"[{record.repo_id}]({HUB_URL}/{record.repo_id})"
         revision = f"[`{record.revision[:7]}`]({HUB_URL}/{record.repo_id}/tree/{record.revision})"
     added = f"yes (added #{result.order_added.index(index) + 1})" if record.selected else "no"
-    scores = [_number(record.scores, split, key) for split, key in columns]
+    scores = [number(record.scores, split, key) for split, key in columns]
     return [str(index), where, revision, *scores, added, f"{record.weight:.4f}"]
-
-
-def _subsets(result: MergeResult) -> str:
-    rows = [
-        [str(rank), ", ".join(f"#{i} {result.ingredients[i].name}" for i in s.indices), f"{s.score:.4f}"]
-        for rank, s in enumerate(result.top_subsets, 1)
-    ]
-    table = _table(["Rank", "Ingredients", "Selection score"], rows)
-    return _SUBSETS.format(count=2 ** len(result.ingredients) - 1, top=len(rows), table=table)
 
 
 def _body(result: MergeResult, name: str) -> str:
@@ -238,14 +210,16 @@ def _body(result: MergeResult, name: str) -> str:
         ENSEMBLE: f"Logit ensemble ({count} forward passes)",
     }
     comparison = [
-        [label, *(_number(result.candidates[key], split, metric) for split, metric in columns)]
+        [label, *(number(result.candidates[key], split, metric) for split, metric in columns)]
         for key, label in labels.items()
         if key in result.candidates
     ]
     ingredients = [_ingredient_row(result, index, columns) for index in range(count)]
     local = [f"`{record.reference}`" for record in result.ingredients if record.repo_id is None]
     notes = _LOCAL.format(local=", ".join(local)) if local else ""
-    notes += _subsets(result) if result.top_subsets else ""
+    notes += subsets_section(result) if result.top_subsets else ""
+    notes += coefficients_section(result) if result.coefficients else ""
+    notes += coefficients_section(result) if result.coefficients else ""
     notes += _LOG.format(log="\n".join(result.log)) if result.log else ""
     halves = _HALVES.format(
         split=task.eval_splits[0], dataset=_dataset_name(result), task=result.task, seed=result.seed
@@ -265,8 +239,8 @@ def _body(result: MergeResult, name: str) -> str:
         method_description=result.method_description,
         base=_BASE.format(base=result.base_model, hub=HUB_URL) if result.base_model else "",
         score_key=result.score_key,
-        comparison=_table(["Model", *header], comparison),
-        ingredients=_table(["#", "Ingredient", "Revision", *header, "In soup", "Weight"], ingredients),
+        comparison=table(["Model", *header], comparison),
+        ingredients=table(["#", "Ingredient", "Revision", *header, "In soup", "Weight"], ingredients),
         notes=notes,
         compatibility="\n".join(f"- {line}" for line in result.compatibility) or "No warning and no note.",
         report=", ".join(f"`{role}` ({_dataset_split(result, role)[1]})" for role in _report_roles(result)),
@@ -317,7 +291,8 @@ def build_card(result: MergeResult, *, repo_id: str | None = None, name: str | N
 def soup_yaml(result: MergeResult) -> str:
     """The machine-readable recipe and result of a merge, as YAML (format `hfsoup-soup/1`).
 
-    Scores and weights are rounded to 6 significant digits; the recipe is kept exactly.
+    Scores and weights are rounded to 6 significant digits; the recipe and a learned soup's `coefficients`
+    (which its replay reuses) are kept exactly.
 
     Example:
         ```python
@@ -359,6 +334,7 @@ def soup_yaml(result: MergeResult) -> str:
             {"ingredients": list(subset.indices), "selection_score": _round(subset.score)}
             for subset in result.top_subsets
         ],
+        "coefficients": {group: list(values) for group, values in result.coefficients.items()},
         "best_ingredient": result.best_ingredient,
         "results": {key: _rounded(scores) for key, scores in result.candidates.items()},
         "log": list(result.log),

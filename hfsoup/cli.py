@@ -43,6 +43,9 @@ RECIPE_FLAGS = (
     "base",
     "batch_size",
     "max_length",
+    "learned_per_layer",
+    "learned_epochs",
+    "learned_learning_rate",
 )
 
 
@@ -127,7 +130,7 @@ def _merge(args) -> dict:
 
 
 def _finetune(args) -> dict:
-    from .pipeline import run_finetune
+    from .sweep import run_finetune
     from .sweep_recipe import load_sweep
 
     sweep = load_sweep(args.recipe, dataset=args.dataset, base=args.base, output_dir=args.output_dir)

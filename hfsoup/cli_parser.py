@@ -16,11 +16,28 @@ def _merge_parser(sub) -> None:
     merge.add_argument("--task", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli")
     merge.add_argument(
         "--method",
-        help="soup method: greedy (default), uniform, weighted, or exhaustive (the best uniform soup of any "
-        "subset, at most 12 models)",
+        help="soup method: greedy (default), uniform, weighted, exhaustive (the best uniform soup of any "
+        "subset, at most 12 models), or learned (coefficients fitted on the selection split's loss)",
     )
     merge.add_argument(
         "--weights", type=float, nargs="+", help="one weight per model, with --method weighted"
+    )
+    merge.add_argument(
+        "--learned-per-layer",
+        action="store_true",
+        default=None,
+        help="with --method learned: one coefficient per model and layer (tensor group), not per model",
+    )
+    merge.add_argument(
+        "--learned-epochs",
+        type=int,
+        help="with --method learned: passes over the selection split (default 5)",
+    )
+    merge.add_argument(
+        "--learned-lr",
+        dest="learned_learning_rate",
+        type=float,
+        help="with --method learned: Adam's learning rate on the coefficients' logits (default 0.05)",
     )
     merge.add_argument("--dataset", help="Hub dataset id, local folder or data file (default nyu-mll/glue)")
     merge.add_argument(

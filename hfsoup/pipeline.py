@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification
 from .card import write_card_files
 from .errors import IncompatibleIngredientsError, InvalidSettingError
 from .eval.data import DEFAULT_DATASET, load_split
+from .eval.loss import SelectionLoss
 from .eval.metrics import load_metric
 from .eval.scoring import Scorer
 from .eval.tasks import Task, get_task
@@ -28,6 +29,7 @@ from .result import BEST, ENSEMBLE, SOUP, UNIFORM, IngredientRecord, MergeResult
 from .soup import (
     CompatReport,
     Ingredient,
+    LearnedSettings,
     check_compatibility,
     check_weights,
     get_method,
@@ -38,11 +40,10 @@ from .soup import (
 )
 from .sources import LocalSource, is_repo_reference
 from .staging import check_output, refuse_containing, staged
-from .sweep_recipe import SweepRecipe
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Merge", "Sweep", "run_finetune", "run_merge"]
+__all__ = ["Merge", "run_merge"]
 
 # Weight files above this size are split into shards with an index, as `save_pretrained` does on the Hub.
 MAX_SHARD_SIZE = "2GB"
@@ -149,7 +150,18 @@ def run_merge(
         )
         for role, rows in splits.items()
     }
-    result = _soup(recipe, task, ingredients, model, scorers, progress)
+    gradient = None
+    if get_method(recipe.method).fits:
+        gradient = SelectionLoss(
+            model,
+            tokenizer,
+            task,
+            splits["selection"],
+            batch_size=recipe.batch_size,
+            max_length=recipe.max_length,
+            seed=recipe.seed,
+        )
+    result = _soup(recipe, task, ingredients, model, scorers, progress, gradient)
     result.compatibility = report.warnings + report.notes
     result.command = command
     result.base_model = _common_base(recipe, ingredients)
@@ -162,76 +174,6 @@ def run_merge(
         write_card_files(result, staging, repo_id=repo_id, name=output.name)
     logger.info("Wrote the soup to %s", output)
     return Merge(result, output, report)
-
-
-@dataclass
-class Sweep:
-    """A finished fine-tuning sweep: each run's record (`run.json`) and ingredient folders, and the soup."""
-
-    runs: list[tuple[dict, list[str]]]
-    merge: Merge | None
-
-
-def run_finetune(
-    sweep: SweepRecipe,
-    *,
-    token: str | bool | None = None,
-    command: str = "",
-    progress: bool = True,
-    overwrite: bool = False,
-    trust_remote_metric: bool = False,
-) -> Sweep:
-    """Fine-tune the sweep's runs (resuming a stopped sweep), then soup their ingredients if it has a `soup`.
-
-    Everything that can be checked before training is: the soup's recipe and method (with the number of
-    ingredients the sweep will yield), its output folder, and every run's `TrainingArguments`.
-
-    Args:
-        sweep: the recipe.
-        token: a Hub token (a Hub base, `push_to_hub`, a pushed soup); never written anywhere.
-        command: the command line that reproduces the sweep, for the cards (without secrets).
-        progress: show progress bars.
-        overwrite: replace an existing soup folder.
-        trust_remote_metric: allow a soup metric that is neither shipped nor local.
-
-    Returns:
-        The [`Sweep`].
-    """
-    import json
-
-    from .finetune import finetune_sweep
-
-    task = get_task(sweep.task)
-    soup_dir = sweep.soup_dir
-    if soup_dir is not None:
-        get_method(sweep.soup_recipe([]).method).check_count(sweep.soup_recipe([]).ingredient_count)
-        check_output(soup_dir, overwrite=overwrite)
-    runs = finetune_sweep(
-        sweep.finetune,
-        task,
-        dataset=sweep.dataset,
-        work_dir=sweep.runs_dir,
-        token=token,
-        command=command,
-        progress=progress,
-    )
-    records = [
-        (json.loads((plan.folder / "run.json").read_text(encoding="utf-8")), folders)
-        for plan, folders in runs
-    ]
-    if soup_dir is None:
-        return Sweep(records, None)
-    recipe = sweep.soup_recipe([folder for _record, folders in records for folder in folders])
-    merge = run_merge(
-        recipe,
-        output_dir=soup_dir,
-        overwrite=overwrite,
-        token=token,
-        command=command,
-        progress=progress,
-        trust_remote_metric=trust_remote_metric,
-    )
-    return Sweep(records, merge)
 
 
 def _local_inputs(recipe: MergeRecipe) -> list[Path]:
@@ -316,7 +258,18 @@ def _score_all(scorers: dict[str, Scorer]) -> tuple[dict, dict]:
     return scores, logits
 
 
-def _soup(recipe, task, ingredients, model, scorers, progress) -> MergeResult:
+def _learned_settings(recipe: MergeRecipe) -> LearnedSettings:
+    """The recipe's `learned_*` fields as the learned soup's settings; fields left out keep their defaults."""
+    given = {
+        "per_layer": recipe.learned_per_layer,
+        "epochs": recipe.learned_epochs,
+        "learning_rate": recipe.learned_learning_rate,
+        "coefficients": recipe.learned_coefficients,
+    }
+    return LearnedSettings(**{key: value for key, value in given.items() if value is not None})
+
+
+def _soup(recipe, task, ingredients, model, scorers, progress, gradient) -> MergeResult:
     """Score every ingredient, the ensemble, the uniform soup and the recipe's soup; the model ends with the soup."""
     target = dict(model.state_dict())
     records, all_logits = [], []
@@ -359,6 +312,8 @@ def _soup(recipe, task, ingredients, model, scorers, progress) -> MergeResult:
         score=selection.score if selection.has_bound else (lambda: selection.score()),
         individual_scores=selection_scores,
         weights=recipe.weights,
+        gradient=gradient,
+        settings=_learned_settings(recipe),
     )
     candidates[SOUP] = _score_all(scorers)[0]
     for index, weight in zip(soup.selected, soup.weights, strict=True):
@@ -383,6 +338,7 @@ def _soup(recipe, task, ingredients, model, scorers, progress) -> MergeResult:
         recipe=recipe.to_dict(),
         seed=recipe.seed,
         top_subsets=list(soup.top_subsets),
+        coefficients=dict(soup.coefficients),
     )
 
 

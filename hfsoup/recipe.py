@@ -24,6 +24,7 @@ from .result import SOUP_FORMAT
 __all__ = [
     "EMA_SCHEDULES",
     "INGREDIENT_KINDS",
+    "LEARNED_FIELDS",
     "FinetuneRecipe",
     "MergeRecipe",
     "check_value",
@@ -34,6 +35,9 @@ __all__ = [
 
 INGREDIENT_KINDS = ("raw", "ema", "epochs")
 EMA_SCHEDULES = ("warmup", "constant", "bias_correction")
+
+LEARNED_FIELDS = ("learned_per_layer", "learned_epochs", "learned_learning_rate", "learned_coefficients")
+"""The recipe fields of the learned soup only."""
 
 
 @dataclass
@@ -166,8 +170,8 @@ class MergeRecipe:
     Args:
         task: the task (`mrpc`, `stsb`, ...: see `hfsoup.eval.TASKS`).
         models: the ingredients: local folders, `user/name` or `user/name@revision`.
-        method: the soup method, a name of `hfsoup.soup.SOUP_METHODS`: `greedy`, `uniform`, `weighted` or
-            `exhaustive`.
+        method: the soup method, a name of `hfsoup.soup.SOUP_METHODS`: `greedy`, `uniform`, `weighted`,
+            `exhaustive` or `learned`.
         weights: one weight per model (finite, >= 0, positive sum), for `weighted` only.
         dataset: a Hub dataset id, a local folder laid out like one, or a data file; `None` for `nyu-mll/glue`.
         selection_split: the split the soup is chosen on (`datasets` syntax, or the default seeded half).
@@ -181,6 +185,13 @@ class MergeRecipe:
         finetune: train the ingredients first (see [`FinetuneRecipe`]).
         content_hashes: local ingredient -> the `sha256:` of its weights when the recipe was recorded; a replay
             refuses a folder whose weights changed since.
+        learned_per_layer: `learned` only: one coefficient per ingredient and tensor group (default: one per
+            ingredient). See `hfsoup.soup.methods.LearnedSettings` for this and the next two.
+        learned_epochs: `learned` only: passes over the selection split (default 5).
+        learned_learning_rate: `learned` only: Adam's learning rate on the coefficients' logits (default 0.05).
+        learned_coefficients: `learned` only: the coefficients a fit recorded (group -> one per model), which a
+            replay of its `soup.yaml` reuses instead of fitting; dropped when the method or a `learned_*`
+            setting is overridden.
 
     Raises:
         RecipeError: a field has a wrong type or value, or the task or method does not exist.
@@ -201,6 +212,10 @@ class MergeRecipe:
     max_length: int = 128
     finetune: FinetuneRecipe | None = None
     content_hashes: dict[str, str] | None = None
+    learned_per_layer: bool | None = None
+    learned_epochs: int | None = None
+    learned_learning_rate: float | None = None
+    learned_coefficients: dict[str, list[float]] | None = None
 
     def __post_init__(self):
         if isinstance(self.finetune, dict):
@@ -236,6 +251,26 @@ class MergeRecipe:
             )
         if self.batch_size < 1 or self.max_length < 1:
             raise RecipeError("batch_size and max_length must be at least 1.")
+        self._check_learned(count)
+
+    def _check_learned(self, count: int) -> None:
+        learned = {name: getattr(self, name) for name in LEARNED_FIELDS}
+        if self.method != "learned" and any(value is not None for value in learned.values()):
+            given = [name for name, value in learned.items() if value is not None]
+            raise RecipeError(
+                f"{', '.join(given)} go(es) with method learned; drop it or use --method learned."
+            )
+        if self.learned_epochs is not None and self.learned_epochs < 1:
+            raise RecipeError(f"learned_epochs must be at least 1, got {self.learned_epochs}.")
+        rate = self.learned_learning_rate
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise RecipeError(f"learned_learning_rate must be a finite number > 0, got {rate}.")
+        for group, values in (self.learned_coefficients or {}).items():
+            if len(values) != count:
+                raise RecipeError(
+                    f"learned_coefficients[{group!r}] has {len(values)} values for {count} models; the soup.yaml "
+                    "belongs to other models: merge them anew without --recipe."
+                )
 
     @property
     def ingredient_count(self) -> int:
@@ -286,6 +321,8 @@ def _replayed(data: dict) -> dict:
             i["pinned_reference"]: i["content_hash"] for i in ingredients if i.get("content_hash")
         } or None
     recipe.pop("finetune", None)  # the trained ingredients are pinned above
+    if data.get("coefficients"):
+        recipe["learned_coefficients"] = data["coefficients"]  # a replay rebuilds the soup, fitting nothing
     return recipe
 
 
@@ -293,7 +330,8 @@ def load_recipe(path: str | Path, **overrides) -> MergeRecipe:
     """Load a recipe from YAML: a recipe of `recipes/`, or the `soup.yaml` written next to a soup.
 
     A `soup.yaml` replays with its pinned ingredients (`repo@sha`, and the content hash of each local
-    folder), so it rebuilds the same soup or refuses to.
+    folder), so it rebuilds the same soup or refuses to; a learned soup's replay reuses its recorded
+    coefficients unless the method or a `learned_*` setting is overridden.
 
     Args:
         path: the YAML file.
@@ -315,6 +353,8 @@ def load_recipe(path: str | Path, **overrides) -> MergeRecipe:
         raise RecipeError(f"{path} must hold a mapping of recipe fields (task, models, method, ...).")
     if "format" in data:
         data = _replayed(load_soup_yaml(path))
+    if any(overrides.get(name) is not None for name in ("method", *LEARNED_FIELDS[:3])):
+        data.pop("learned_coefficients", None)  # they were fitted with other settings: fit anew
     data.update({key: value for key, value in overrides.items() if value is not None})
     try:
         return _build(MergeRecipe, data, "recipe")

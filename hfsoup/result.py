@@ -88,6 +88,8 @@ class MergeResult:
         license: the license every ingredient declares, when they agree.
         top_subsets: the best subsets of a subset search, best first, with their selection scores (empty for
             the other methods).
+        coefficients: a learned soup's mixing coefficients, tensor group -> one per ingredient, exactly as
+            fitted (empty for the other methods).
     """
 
     task: str
@@ -110,6 +112,7 @@ class MergeResult:
     base_model: str | None = None
     license: str | None = None
     top_subsets: list[SubsetScore] = field(default_factory=list)
+    coefficients: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def selected(self) -> list[IngredientRecord]:

@@ -439,3 +439,22 @@ def test_subset_search_shows_its_top_subsets_in_the_card_the_yaml_and_the_termin
     other = make_result()
     assert "## Subset search" not in build_card(other).text and "subsets" not in format_scores(other)
     assert yaml.safe_load(soup_yaml(other))["top_subsets"] == []
+
+
+def test_learned_soup_shows_its_coefficients_in_the_card_and_records_them_exactly(tmp_path):
+    result = make_result()
+    result.method, result.order_added = "learned", [0, 1, 2]
+    result.log = ["epoch 1/1: mean batch loss 0.6000; coefficients #0 0.4000, #1 0.3500, #2 0.2500"]
+    exact = [0.1 + 1 / 3, 0.35, 0.55 - 1 / 3]  # not representable in 6 digits
+    result.coefficients = {"all": exact}
+    for record, weight in zip(result.ingredients, exact, strict=True):
+        record.selected, record.weight = True, weight
+    text = build_card(result, repo_id="carol/mrpc-soup").text
+    assert "## Learned coefficients" in text and "one per ingredient" in text
+    assert "| Tensor group | #0 alice/bert-mrpc | #1 bob/bert-mrpc | #2 seed3 |" in text
+    assert "| all | 0.4333 | 0.3500 | 0.2167 |" in text
+    path = tmp_path / "soup.yaml"
+    path.write_text(soup_yaml(result), encoding="utf-8")
+    assert load_soup_yaml(path)["coefficients"] == {"all": exact}  # exactly, for the replay
+    assert "## Learned coefficients" not in build_card(make_result()).text
+    assert yaml.safe_load(soup_yaml(make_result()))["coefficients"] == {}

@@ -89,6 +89,13 @@ def test_bad_weights_fail_before_any_model_is_read(capsys, tmp_path, weights):
         ({"weights": [1.0, 1.0]}, "goes with --method weighted"),
         ({"selection_split": "validation", "report_split": "validation"}, "pick two different splits"),
         ({"batch_size": 0}, "at least 1"),
+        ({"learned_epochs": 3}, r"learned_epochs go\(es\) with method learned"),
+        ({"method": "learned", "learned_epochs": 0}, "learned_epochs must be at least 1"),
+        (
+            {"method": "learned", "learned_learning_rate": 0.0},
+            "learned_learning_rate must be a finite number > 0",
+        ),
+        ({"method": "learned", "learned_coefficients": {"all": [1.0]}}, "has 1 values for 2 models"),
     ],
 )
 def test_wrong_values_are_recipe_errors(fields, expected):
@@ -125,3 +132,21 @@ def test_cli_recipe_error_names_the_file_and_field(capsys, tmp_path):
     path.write_text(GOOD + "batch_size: sixteen\n")
     line = user_error(capsys, "merge", "--recipe", path)
     assert str(path) in line and "batch_size" in line and "'sixteen'" in line
+
+
+def test_a_learned_soup_yaml_replays_its_coefficients_unless_its_fit_is_overridden(tmp_path):
+    path = tmp_path / "soup.yaml"
+    coefficients = {"all": [0.1 + 1 / 3, 0.9 - 1 / 3]}
+    path.write_text(
+        "format: hfsoup-soup/1\n"
+        "recipe: {task: mrpc, models: [runs/a, runs/b], method: learned, learned_epochs: 2}\n"
+        f"coefficients: {coefficients}\n",
+        encoding="utf-8",
+    )
+    recipe = load_recipe(path)
+    assert recipe.learned_coefficients == coefficients and recipe.learned_epochs == 2
+    assert load_recipe(path, batch_size=8).learned_coefficients == coefficients
+    assert load_recipe(path, learned_epochs=3).learned_coefficients is None  # another fit: fit anew
+    assert load_recipe(path, learned_per_layer=True).learned_coefficients is None
+    with pytest.raises(RecipeError, match=r"learned_epochs go\(es\) with method learned"):
+        load_recipe(path, method="greedy")  # the recorded coefficients are dropped, the user's setting is not

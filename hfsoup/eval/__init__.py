@@ -1,4 +1,5 @@
-"""Evaluation: the task registry, labelled splits, shipped metrics and the `Scorer` that scores a model's weights.
+"""Evaluation: the task registry, labelled splits, shipped metrics, the `Scorer` that scores a model's weights,
+and the `SelectionLoss` a learned soup descends.
 
 Only the task registry is imported eagerly; `datasets`, `evaluate` and `torch` load when a split, a metric
 or a scorer is first used.
@@ -13,6 +14,7 @@ _EXPORTS = {
     "load_split": ".data",
     "load_metric": ".metrics",
     "Scorer": ".scoring",
+    "SelectionLoss": ".loss",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 

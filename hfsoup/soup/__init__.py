@@ -10,7 +10,16 @@ from .compat import (
 )
 from .geometry import Geometry, pairwise_geometry
 from .ingredient import Ingredient, load_ingredient, load_ingredients
-from .methods import SOUP_METHODS, SOUPS_PAPER, SoupMethod, SoupResult, SoupStep, get_method, load_into
+from .methods import (
+    SOUP_METHODS,
+    SOUPS_PAPER,
+    LearnedSettings,
+    SoupMethod,
+    SoupResult,
+    SoupStep,
+    get_method,
+    load_into,
+)
 
 __all__ = [
     "COMMON_BASE_MAX_DISTANCE",
@@ -19,6 +28,7 @@ __all__ = [
     "CompatReport",
     "Geometry",
     "Ingredient",
+    "LearnedSettings",
     "SoupMethod",
     "SoupResult",
     "SoupStep",

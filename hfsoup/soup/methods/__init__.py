@@ -1,13 +1,15 @@
-"""Soup methods in a registry: uniform, weighted, greedy and exhaustive averages of fine-tuned ingredients.
+"""Soup methods in a registry: uniform, weighted, greedy, exhaustive and learned averages of fine-tuned ingredients.
 
 Every method writes its soup in place into `target`, the tensors of one live model, and keeps the soup as a
 running average in fp32, so peak memory is the model plus one fp32 copy of its floating-point tensors (none
 for the uniform and weighted soups of an fp32 model) plus one group of streamed tensors (about 64 MiB),
-whatever the number of ingredients (see `layout.py`).
+whatever the number of ingredients (see `layout.py`). The learned soup also holds the model's gradient.
 
 All methods share one signature (see [`SoupMethod.__call__`]); no method scores anything itself: each calls
 the `score` function it is given, which scores the weights currently inside the target. A `score` with a
-keyword `beat` may stop a scoring pass early (the subset search uses it); the others call it plainly.
+keyword `beat` may stop a scoring pass early (the subset search uses it); the others call it plainly. The
+learned soup descends the selection loss through the `gradient` it is given, which runs the model on the
+weights inside the target.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from .base import SOUPS_PAPER, SoupIngredient, SoupResult, SoupStep, SubsetScore
 from .exhaustive import check_count, exhaustive_soup
 from .greedy import greedy_soup
 from .layout import load_into
+from .learned import LearnedSettings, SelectionGradient, learned_soup
 
 __all__ = [
     "SOUPS_PAPER",
     "SOUP_METHODS",
+    "LearnedSettings",
+    "SelectionGradient",
     "SoupIngredient",
     "SoupMethod",
     "SoupResult",
@@ -50,6 +55,8 @@ class SoupMethod:
             (the pipeline calls it first); the default takes any number.
         chooses: whether the method chooses its mix by the held-out score (greedy, exhaustive), so that it
             can fall back to a single ingredient; a fixed mix (uniform, weighted) cannot.
+        fits: whether the method fits its mix by gradient descent on the selection loss (learned), so that it
+            takes `gradient` and `settings`.
     """
 
     name: str
@@ -58,6 +65,7 @@ class SoupMethod:
     function: Callable[..., SoupResult] = field(repr=False)
     check_count: Callable[[int], None] = field(default=lambda count: None, repr=False)
     chooses: bool = False
+    fits: bool = False
 
     def __call__(
         self,
@@ -67,6 +75,8 @@ class SoupMethod:
         score: Callable[..., float | None] | None = None,
         individual_scores: Sequence[float] | None = None,
         weights: Sequence[float] | None = None,
+        gradient: SelectionGradient | None = None,
+        settings: LearnedSettings | None = None,
     ) -> SoupResult:
         """Make the soup and write it into `target`. Every method takes the same arguments.
 
@@ -81,6 +91,9 @@ class SoupMethod:
             individual_scores: each ingredient's own score with the same `score` (needed by `greedy`; spares
                 `exhaustive` scoring the single ingredients again; ignored by the others).
             weights: one weight per ingredient, for `weighted` only.
+            gradient: the selection loss and its gradient of the weights in the target, batch by batch (see
+                [`SelectionGradient`]), for `learned` only (ignored by the others).
+            settings: how `learned` fits its coefficients (see [`LearnedSettings`]; ignored by the others).
 
         Returns:
             The [`SoupResult`]: which ingredients, with which weights, and the decisions taken.
@@ -101,8 +114,9 @@ class SoupMethod:
         if not ingredients:
             raise InvalidSettingError("A soup needs at least one ingredient; none were given.")
         self.check_count(len(ingredients))
+        fitting = {"gradient": gradient, "settings": settings} if self.fits else {}
         return self.function(
-            ingredients, target, score=score, individual_scores=individual_scores, weights=weights
+            ingredients, target, score=score, individual_scores=individual_scores, weights=weights, **fitting
         )
 
 
@@ -133,6 +147,14 @@ SOUP_METHODS: dict[str, SoupMethod] = {
             exhaustive_soup,
             check_count,
             chooses=True,
+        ),
+        SoupMethod(
+            "learned",
+            SOUPS_PAPER,
+            "Mixing coefficients (a convex combination, one per ingredient or per layer) fitted by gradient "
+            "descent on the selection split's loss, starting from the uniform soup.",
+            learned_soup,
+            fits=True,
         ),
     )
 }

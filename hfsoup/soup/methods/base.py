@@ -76,17 +76,21 @@ class SoupResult:
         method: the method's registry name.
         selected: indices of the ingredients in the soup, in the order they were added.
         weights: the weight of each selected ingredient (same order), summing to 1.
-        log: every accept and reject of a greedy soup (empty for methods that choose nothing).
+        log: every accept and reject of a greedy soup, every epoch of a learned soup's fit (empty for the
+            others); each step has `describe()`, its line of text.
         selection_score: the soup's selection score, if it was computed.
         top_subsets: the best subsets a subset search scored, best first (empty for the other methods).
+        coefficients: a learned soup's mixing coefficients, tensor group -> one per ingredient (empty for the
+            other methods).
     """
 
     method: str
     selected: list[int]
     weights: list[float]
-    log: list[SoupStep] = field(default_factory=list)
+    log: list = field(default_factory=list)
     selection_score: float | None = None
     top_subsets: list[SubsetScore] = field(default_factory=list)
+    coefficients: dict[str, list[float]] = field(default_factory=dict)
 
 
 def refuse_weights(method: str, weights: Sequence[float] | None) -> None:

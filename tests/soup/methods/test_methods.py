@@ -10,7 +10,7 @@ from hfsoup.soup.methods import SOUP_METHODS, get_method
 
 
 def test_registry_entries_have_name_paper_and_one_line_description():
-    assert set(SOUP_METHODS) == {"uniform", "weighted", "greedy", "exhaustive"}
+    assert set(SOUP_METHODS) == {"uniform", "weighted", "greedy", "exhaustive", "learned"}
     for key, method in SOUP_METHODS.items():
         assert method.name == key
         assert get_method(key) is method
@@ -33,3 +33,17 @@ def test_a_soup_of_no_ingredients_is_refused():
 
 def test_methods_that_choose_by_score_say_so():
     assert {name for name, method in SOUP_METHODS.items() if method.chooses} == {"greedy", "exhaustive"}
+
+
+def test_only_the_learned_soup_fits_and_the_others_ignore_its_arguments():
+    assert {name for name, method in SOUP_METHODS.items() if method.fits} == {"learned"}
+    target = {"w": torch.zeros(2)}
+
+    class One:
+        name = "one"
+
+        def tensors(self, names=None):
+            yield "w", torch.ones(2)
+
+    result = get_method("uniform")([One()], target, gradient=lambda epoch, batch: 1 / 0)
+    assert result.weights == [1.0] and torch.equal(target["w"], torch.ones(2))
