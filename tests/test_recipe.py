@@ -31,7 +31,7 @@ def recipe_error(tmp_path, text: str) -> str:
         ("task: mrpc\nmodels: [runs/a, 17]\n", ["models[1]", "17", "string"]),
         (GOOD + "seed: 1.5\n", ["seed", "1.5", "whole number"]),
         (GOOD + "seeds: 3\n", ["unknown field", "'seeds'", "seed"]),
-        ("models: [runs/a]\n", ["lacks the required field", "'task'"]),
+        ("models: [runs/a]\n", ["'greedy' needs data to score on", "--task", "--method uniform"]),
         (GOOD + "finetune: 3\n", ["finetune", "3", "mapping"]),
         (GOOD + "max_length: true\n", ["max_length", "True", "whole number"]),
         (GOOD + "finetune: {base: b, runs: [3]}\n", ["finetune.runs[0]", "3", "mapping"]),
@@ -116,8 +116,9 @@ def test_missing_recipe_file_and_bad_yaml(tmp_path):
     assert "not valid YAML at line" in recipe_error(tmp_path, "task: [unclosed\n")
 
 
-def test_cli_without_task_or_recipe(capsys, tmp_path):
-    assert "--task is required" in user_error(capsys, "merge", tmp_path / "model")
+def test_cli_without_task_or_recipe_needs_a_method_that_does_not_score(capsys, tmp_path):
+    line = user_error(capsys, "merge", tmp_path / "model")
+    assert "'greedy' needs data to score on" in line and "--task" in line and "--dataset" in line
 
 
 def test_cli_recipe_error_names_the_file_and_field(capsys, tmp_path):
