@@ -89,6 +89,13 @@ def test_bad_weights_fail_before_any_model_is_read(capsys, tmp_path, weights):
         ({"weights": [1.0, 1.0]}, "goes with --method weighted"),
         ({"selection_split": "validation", "report_split": "validation"}, "pick two different splits"),
         ({"batch_size": 0}, "at least 1"),
+        ({"text_columns": ["a", "b", "c"]}, "one or two columns"),
+        ({"task": None, "dataset": "reviews.csv"}, "needs --text-column"),
+        ({"task": None, "label_column": "stars", "method": "uniform"}, "add --dataset"),
+        (
+            {"task": None, "finetune": {"base": "b"}, "method": "uniform"},
+            "fine-tuning needs data to score on",
+        ),
     ],
 )
 def test_wrong_values_are_recipe_errors(fields, expected):
@@ -114,6 +121,13 @@ def test_missing_recipe_file_and_bad_yaml(tmp_path):
     with pytest.raises(RecipeError, match="does not exist"):
         load_recipe(tmp_path / "nope.yaml")
     assert "not valid YAML at line" in recipe_error(tmp_path, "task: [unclosed\n")
+
+
+def test_a_recipe_scores_on_a_task_a_dataset_or_nothing():
+    assert MergeRecipe(task="mrpc", models=["a"]).scored
+    custom = MergeRecipe(models=["a"], dataset="nli.jsonl", text_columns=["premise", "hypothesis"])
+    assert custom.scored and custom.to_dict()["text_columns"] == ["premise", "hypothesis"]
+    assert not MergeRecipe(models=["a", "b"], method="uniform").scored
 
 
 def test_cli_without_task_or_recipe_needs_a_method_that_does_not_score(capsys, tmp_path):
