@@ -107,7 +107,8 @@ def run_merge(
             dataset=recipe.dataset,
             text_columns=recipe.text_columns,
             label_column=recipe.label_column,
-            splits=(recipe.selection_split, recipe.report_split),
+            splits=(recipe.selection_split, recipe.report_split)
+            + ((recipe.finetune.train_split,) if recipe.finetune else ()),
         )
         metric = load_metric(task, recipe.metric, trust_remote_metric=trust_remote_metric)
     get_method(recipe.method).check_count(recipe.ingredient_count)  # before any training or download
