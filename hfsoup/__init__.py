@@ -49,6 +49,7 @@ _EXPORTS = {
     "load_metric": ".eval",
     "load_split": ".eval",
     "register_task": ".eval",
+    "resolve_task": ".eval",
     # recipes, results, cards
     "FinetuneRecipe": ".recipe",
     "MergeRecipe": ".recipe",

@@ -4,26 +4,24 @@ The card's metadata is a `huggingface_hub.ModelCardData`: the Hub ingredients *i
 with `base_model_relation: merge` (an ingredient the soup rejected is not part of it), the license the
 ingredients share, and the soup's scores on the held-out report split(s) as `EvalResult`s, so the
 Hub lists the soup under each ingredient's merges and shows its scores. The body explains what was averaged,
-how it was chosen and how it compares. `soup.yaml` holds the same facts as plain data, plus the recipe that
-`hfsoup merge --recipe soup.yaml` replays.
+how it was chosen and how it compares. `soup.yaml` (written by `soup_yaml.py`) holds the same facts as plain
+data, plus the recipe that `hfsoup merge --recipe soup.yaml` replays. The card of a plain merge (no task, no
+dataset) says that the soup is unevaluated, and has no score.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict
-from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 
-import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .card_tables import coefficients_section, number, subsets_section, table
-from .eval.tasks import HALVES, get_task
-from .result import BEST, ENSEMBLE, SOUP, SOUP_FORMAT, UNIFORM, MergeResult, Scores
+from .eval.tasks import GLUE_TASKS, HALVES
+from .result import BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult
 from .soup.methods.base import SOUPS_PAPER
+from .soup_yaml import significant, soup_yaml
 from .sources.reference import is_repo_reference
 
 __all__ = ["build_card", "soup_yaml", "write_card_files"]
@@ -36,29 +34,9 @@ SCORE = "score"  # the leaderboard score `Scorer` adds to each metric output
 _EXAMPLE_TEXTS = ('"A sentence to classify."', '"The first sentence.", "The second sentence."')
 
 
-def _round(value: float) -> float:
-    """A measured number to 6 significant digits, still a float (NaN and infinities unchanged)."""
-    return float(f"{value:.6g}")
-
-
-def _plain(value):
-    """`value` as plain YAML data: tuples become lists, paths strings, floats are kept as they are."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return str(value) if isinstance(value, Path) else value
-
-
-def _rounded(scores: Scores) -> Scores:
-    return {
-        split: {key: _round(value) for key, value in metrics.items()} for split, metrics in scores.items()
-    }
-
-
 def _splits(result: MergeResult) -> list[str]:
     """Every scored split role, in the order scored: `selection` first, then the report split(s)."""
-    return list(result.candidates[SOUP])
+    return list(result.candidates.get(SOUP, {}))
 
 
 def _report_roles(result: MergeResult) -> list[str]:
@@ -68,7 +46,7 @@ def _report_roles(result: MergeResult) -> list[str]:
 
 def _metric_keys(result: MergeResult, split: str) -> list[str]:
     """The metrics shown for a split: the leaderboard score first (unless it is one metric), then the others."""
-    keys = [key for key in result.candidates[SOUP].get(split, {}) if key != SCORE]
+    keys = [key for key in result.candidates.get(SOUP, {}).get(split, {}) if key != SCORE]
     return keys if result.score_key in keys else [SCORE, *keys]
 
 
@@ -77,8 +55,19 @@ def _dataset_split(result: MergeResult, role: str) -> tuple[str, str]:
     spec = result.splits.get(role, role)
     if spec not in HALVES:
         return spec, spec
-    split = get_task(result.task).eval_splits[0]
-    return split, f"{spec} half of {split}"
+    return result.halved_split, f"{spec} half of {result.halved_split}"
+
+
+def _by_dataset(result: MergeResult) -> bool:
+    """Whether the task was defined by a dataset's columns (`--dataset` with `--text-column`, no `--task`)."""
+    return not result.recipe.get("task")
+
+
+def _task_title(result: MergeResult) -> str:
+    """The task as the card's first line names it: `GLUE MRPC`, or a task and its dataset."""
+    if result.task in GLUE_TASKS and not _by_dataset(result):
+        return f"GLUE {result.task.upper()}"
+    return f"`{result.task}` ({_dataset_name(result)})"
 
 
 def _dataset_name(result: MergeResult) -> str:
@@ -88,7 +77,9 @@ def _dataset_name(result: MergeResult) -> str:
 
 def _eval_results(result: MergeResult) -> list[EvalResult]:
     """The soup's metrics on every report split (each split other than the selection split)."""
-    config = None if Path(result.dataset).is_file() else result.task
+    if result.task is None:
+        return []
+    config = None if Path(result.dataset).is_file() or _by_dataset(result) else result.task
     entries = []
     for role in _report_roles(result):
         metrics = result.candidates[SOUP].get(role, {})
@@ -106,7 +97,7 @@ def _eval_results(result: MergeResult) -> list[EvalResult]:
                     dataset_config=config,
                     dataset_split=split,
                     metric_type=key,
-                    metric_value=_round(value),
+                    metric_value=significant(value),
                 )
             )
     return entries
@@ -115,7 +106,7 @@ def _eval_results(result: MergeResult) -> list[EvalResult]:
 _BODY = """\
 # {name}
 
-A *model soup* for GLUE {task}, made with hfsoup from {count} fine-tuned checkpoints. A model soup averages the
+A *model soup* for {task}, made with hfsoup from {count} fine-tuned checkpoints. A model soup averages the
 weights of models fine-tuned from the same pre-trained model, instead of averaging their predictions, so it runs
 as fast as a single model ([Wortsman et al. 2022, *Model soups*]({soups_paper})).
 
@@ -144,6 +135,8 @@ where the soup costs one.
 The soup was chosen on the `selection` split only and is reported on {report}, on which it was never chosen.
 {halves}The scores in this card's metadata (`model-index`) are the soup's on the report split(s).
 
+{use}"""
+_USE = """\
 ## Reproduce
 
 ```bash
@@ -164,8 +157,29 @@ inputs = tokenizer({example}, return_tensors="pt")
 logits = model(**inputs).logits  # {output}
 ```
 """
-_HALVES = """The `selection` and `report` splits are two disjoint halves of the `{split}` split of `{dataset}`
-(config `{task}`), cut by a permutation seeded with {seed}; the metadata names their split `{split}`, as a
+_PLAIN_BODY = """\
+# {name}
+
+A weight average of {count} fine-tuned checkpoints, made with hfsoup: a *model soup* averages the weights of
+models fine-tuned from the same pre-trained model ([Wortsman et al. 2022, *Model soups*]({soups_paper})).
+
+**This soup is unevaluated**: it was averaged without a task or a dataset, so no score was measured, nothing
+was chosen, and there are no results to report. Evaluate it before use, or merge again with `--task` or
+`--dataset` (and `--text-column`) to score every ingredient and the soup on held-out data.
+
+Method: **{method}** ([paper]({method_paper})). {method_description}
+{base}
+## Ingredients
+
+{ingredients}
+{notes}
+## Compatibility
+
+{compatibility}
+
+{use}"""
+_HALVES = """The `selection` and `report` splits are two disjoint halves of the `{split}` split of
+`{dataset}`{config}, cut by a permutation seeded with {seed}; the metadata names their split `{split}`, as a
 half has no name of its own on the Hub.
 """
 _LOCAL = """
@@ -198,11 +212,42 @@ def _ingredient_row(result: MergeResult, index: int, columns: list[tuple[str, st
 
 
 def _body(result: MergeResult, name: str) -> str:
-    """The card's Markdown body, from `_BODY`."""
-    task = get_task(result.task)
+    """The card's Markdown body, from `_BODY`, or `_PLAIN_BODY` for a plain merge (nothing scored)."""
     columns = [(split, key) for split in _splits(result) for key in _metric_keys(result, split)]
     header = [f"{split} {key}" for split, key in columns]
     count = len(result.ingredients)
+    ingredients = [_ingredient_row(result, index, columns) for index in range(count)]
+    local = [f"`{record.reference}`" for record in result.ingredients if record.repo_id is None]
+    notes = _LOCAL.format(local=", ".join(local)) if local else ""
+    notes += subsets_section(result) if result.top_subsets else ""
+    notes += coefficients_section(result) if result.coefficients else ""
+    notes += _LOG.format(log="\n".join(result.log)) if result.log else ""
+    if result.label_names:
+        output = "label ids: " + ", ".join(f"{i} = {label}" for i, label in enumerate(result.label_names))
+    else:
+        output = "one predicted score per input (a regression)" if result.task else "the model's logits"
+    texts = len(result.text_columns) or 1
+    use = _USE.format(
+        name=name,
+        command=result.command or "hfsoup merge --recipe soup.yaml",
+        example=_EXAMPLE_TEXTS[texts - 1],
+        output=output,
+    )
+    shared = dict(
+        name=name,
+        count=count,
+        soups_paper=SOUPS_PAPER,
+        method=result.method,
+        method_paper=result.method_paper,
+        method_description=result.method_description,
+        base=_BASE.format(base=result.base_model, hub=HUB_URL) if result.base_model else "",
+        ingredients=table(["#", "Ingredient", "Revision", *header, "In soup", "Weight"], ingredients),
+        notes=notes,
+        compatibility="\n".join(f"- {line}" for line in result.compatibility) or "No warning and no note.",
+        use=use,
+    )
+    if result.task is None:
+        return _PLAIN_BODY.format(**shared)
     labels = {
         SOUP: f"**Soup ({result.method})**",
         UNIFORM: "Uniform soup (all ingredients)",
@@ -214,40 +259,17 @@ def _body(result: MergeResult, name: str) -> str:
         for key, label in labels.items()
         if key in result.candidates
     ]
-    ingredients = [_ingredient_row(result, index, columns) for index in range(count)]
-    local = [f"`{record.reference}`" for record in result.ingredients if record.repo_id is None]
-    notes = _LOCAL.format(local=", ".join(local)) if local else ""
-    notes += subsets_section(result) if result.top_subsets else ""
-    notes += coefficients_section(result) if result.coefficients else ""
-    notes += coefficients_section(result) if result.coefficients else ""
-    notes += _LOG.format(log="\n".join(result.log)) if result.log else ""
+    config = "" if _by_dataset(result) else f" (config `{result.task}`)"
     halves = _HALVES.format(
-        split=task.eval_splits[0], dataset=_dataset_name(result), task=result.task, seed=result.seed
-    )
-    output = (
-        "one similarity score per input"
-        if task.is_regression
-        else "label ids: " + ", ".join(f"{i} = {label}" for i, label in enumerate(task.label_names))
+        split=result.halved_split, dataset=_dataset_name(result), config=config, seed=result.seed
     )
     return _BODY.format(
-        name=name,
-        task=result.task.upper(),
-        count=count,
-        soups_paper=SOUPS_PAPER,
-        method=result.method,
-        method_paper=result.method_paper,
-        method_description=result.method_description,
-        base=_BASE.format(base=result.base_model, hub=HUB_URL) if result.base_model else "",
+        **shared,
+        task=_task_title(result),
         score_key=result.score_key,
         comparison=table(["Model", *header], comparison),
-        ingredients=table(["#", "Ingredient", "Revision", *header, "In soup", "Weight"], ingredients),
-        notes=notes,
-        compatibility="\n".join(f"- {line}" for line in result.compatibility) or "No warning and no note.",
         report=", ".join(f"`{role}` ({_dataset_split(result, role)[1]})" for role in _report_roles(result)),
         halves=halves if result.splits.get("selection") in HALVES else "",
-        command=result.command or "hfsoup merge --recipe soup.yaml",
-        example=_EXAMPLE_TEXTS[len(task.text_columns) - 1],
-        output=output,
     )
 
 
@@ -269,7 +291,7 @@ def build_card(result: MergeResult, *, repo_id: str | None = None, name: str | N
         'merge'
         ```
     """
-    model_name = repo_id or name or f"{result.task}-{result.method}-soup"
+    model_name = repo_id or name or "-".join(filter(None, (result.task, result.method, "soup")))
     merged = list(dict.fromkeys(record.repo_id for record in result.selected if record.repo_id))
     # A soup of local fine-tunes of a known Hub base is, to the Hub, a fine-tune of that base.
     base_models, relation = (merged, "merge") if merged else ([result.base_model], "finetune")
@@ -277,70 +299,15 @@ def build_card(result: MergeResult, *, repo_id: str | None = None, name: str | N
         base_model=[b for b in base_models if b] or None,
         base_model_relation=relation if any(base_models) else None,
         license=result.license,
-        datasets=[result.dataset] if is_repo_reference(result.dataset) else None,
+        datasets=[result.dataset] if result.dataset and is_repo_reference(result.dataset) else None,
         library_name="transformers",
         pipeline_tag="text-classification",
-        tags=["model-soup", "merge", "hfsoup", result.method],
+        tags=["model-soup", "merge", "hfsoup", result.method, *([] if result.task else ["unevaluated"])],
         metrics=[key for key in _metric_keys(result, "report") if key != SCORE] or None,
         model_name=model_name,
         eval_results=_eval_results(result) or None,
     )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(result, model_name)}")
-
-
-def soup_yaml(result: MergeResult) -> str:
-    """The machine-readable recipe and result of a merge, as YAML (format `hfsoup-soup/1`).
-
-    Scores and weights are rounded to 6 significant digits; the recipe and a learned soup's `coefficients`
-    (which its replay reuses) are kept exactly.
-
-    Example:
-        ```python
-        >>> yaml.safe_load(soup_yaml(result))["format"]
-        'hfsoup-soup/1'
-        ```
-    """
-    data = {
-        "format": SOUP_FORMAT,
-        "hfsoup_version": version("hfsoup"),
-        "date": datetime.now(UTC).date().isoformat(),
-        "command": result.command,
-        "recipe": _plain(result.recipe),
-        "task": result.task,
-        "dataset": result.dataset,
-        "splits": dict(result.splits),
-        "seed": result.seed,
-        "metric": result.metric,
-        "score": result.score_key,
-        "method": {
-            "name": result.method,
-            "paper": result.method_paper,
-            "description": result.method_description,
-        },
-        "ingredients": [
-            {
-                **asdict(record),
-                "pinned_reference": record.pinned_reference,
-                "weight": _round(record.weight),
-                "scores": _rounded(record.scores),
-            }
-            for record in result.ingredients
-        ],
-        "soup": [
-            {"index": index, "pinned_reference": record.pinned_reference, "weight": _round(record.weight)}
-            for index, record in zip(result.order_added, result.selected, strict=True)
-        ],
-        "top_subsets": [
-            {"ingredients": list(subset.indices), "selection_score": _round(subset.score)}
-            for subset in result.top_subsets
-        ],
-        "coefficients": {group: list(values) for group, values in result.coefficients.items()},
-        "best_ingredient": result.best_ingredient,
-        "results": {key: _rounded(scores) for key, scores in result.candidates.items()},
-        "log": list(result.log),
-        "compatibility": list(result.compatibility),
-    }
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def write_card_files(

@@ -35,6 +35,8 @@ RECIPE_FLAGS = (
     "method",
     "weights",
     "dataset",
+    "text_columns",
+    "label_column",
     "selection_split",
     "report_split",
     "seed",
@@ -76,8 +78,6 @@ def _recipe(args):
         flags["models"] = args.models
     if args.recipe:
         return load_recipe(args.recipe, **flags)
-    if not args.task:
-        raise RecipeError("--task is required (e.g. --task mrpc), unless --recipe gives it.")
     return MergeRecipe(**{key: value for key, value in flags.items() if value is not None})
 
 

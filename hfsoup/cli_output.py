@@ -11,7 +11,16 @@ __all__ = ["format_runs", "format_scores", "print_json"]
 
 
 def format_scores(result: MergeResult) -> str:
-    """The final table: every ingredient and candidate, with its score on each split, then any top subsets."""
+    """The final table: every ingredient and candidate, with its score on each split, then any top subsets.
+
+    A plain merge has no score: the table lists each ingredient's weight in the soup.
+    """
+    if result.task is None:
+        lines = [
+            f"Plain {result.method} merge, unevaluated (no --task or --dataset): weight of each ingredient"
+        ]
+        lines += [f"  {record.weight:.4f}  {record.name}" for record in result.ingredients]
+        return "\n".join(lines)
     roles = list(result.splits)
     rows = [(f"{'*' if r.selected else ' '} {r.name}", r.scores) for r in result.ingredients]
     labels = {

@@ -13,7 +13,11 @@ def _merge_parser(sub) -> None:
     merge.add_argument(
         "models", nargs="*", help="ingredients: model folders, user/name or user/name@revision"
     )
-    merge.add_argument("--task", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli")
+    merge.add_argument(
+        "--task",
+        help="GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli) or a registered one; without "
+        "--task and --dataset, a plain merge (uniform or weighted) that scores nothing",
+    )
     merge.add_argument(
         "--method",
         help="soup method: greedy (default), uniform, weighted, exhaustive (the best uniform soup of any "
@@ -41,11 +45,24 @@ def _merge_parser(sub) -> None:
     )
     merge.add_argument("--dataset", help="Hub dataset id, local folder or data file (default nyu-mll/glue)")
     merge.add_argument(
+        "--text-column",
+        dest="text_columns",
+        nargs="+",
+        metavar="COLUMN",
+        help="with --dataset and no --task: the one or two text columns to score on (e.g. premise hypothesis)",
+    )
+    merge.add_argument(
+        "--label-column", help="the label column (default label): class names, ids, or floats (a regression)"
+    )
+    merge.add_argument(
         "--selection-split", help="split the soup is chosen on (default: a seeded half of validation)"
     )
     merge.add_argument("--report-split", help="split the soup is reported on (default: the other half)")
     merge.add_argument("--seed", type=int, help="seed of the default validation halves (default 0)")
-    merge.add_argument("--metric", help="a shipped metric (glue) or the path of a local evaluate module")
+    merge.add_argument(
+        "--metric",
+        help="a shipped metric (glue, accuracy, pearson_spearman) or the path of a local evaluate module",
+    )
     merge.add_argument(
         "--metric-key", help="the metric key selection maximizes (default: the GLUE leaderboard's)"
     )

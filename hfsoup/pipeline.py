@@ -4,10 +4,14 @@ The order of work is chosen so that a doomed merge fails fast and a failed one l
 output folder, the task and the metric first; then the ingredients' metadata and the compatibility report
 (no weight download when it finds an error); then the data splits; then weights, scoring and souping; and
 only when everything succeeded the output folder moves into place (see `staging.py`).
+
+A recipe without a task or dataset is a plain merge: the same checks, then a uniform or weighted average that
+is never scored (as mergekit's linear merge), with a card that says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -22,8 +26,10 @@ from .errors import IncompatibleIngredientsError, InvalidSettingError
 from .eval.data import DEFAULT_DATASET, load_split
 from .eval.loss import SelectionLoss
 from .eval.metrics import load_metric
+from .eval.resolve import resolve_task
 from .eval.scoring import Scorer
-from .eval.tasks import Task, get_task
+from .eval.tasks import Task
+from .plain_merge import plain_soup
 from .recipe import MergeRecipe
 from .result import BEST, ENSEMBLE, SOUP, UNIFORM, IngredientRecord, MergeResult
 from .soup import (
@@ -38,6 +44,7 @@ from .soup import (
     load_into,
     raise_if_incompatible,
 )
+from .soup.compat.labels import is_generic
 from .sources import LocalSource, is_repo_reference
 from .staging import check_output, refuse_containing, staged
 
@@ -97,8 +104,17 @@ def run_merge(
     output = check_output(output_dir, overwrite=overwrite) if output_dir is not None else None
     if output is not None:
         refuse_containing(output, _local_inputs(recipe), "input")
-    task = get_task(recipe.task)
-    metric = load_metric(task, recipe.metric, trust_remote_metric=trust_remote_metric)
+    task = metric = None
+    if recipe.scored:
+        task = resolve_task(
+            recipe.task,
+            dataset=recipe.dataset,
+            text_columns=recipe.text_columns,
+            label_column=recipe.label_column,
+            splits=(recipe.selection_split, recipe.report_split)
+            + ((recipe.finetune.train_split,) if recipe.finetune else ()),
+        )
+        metric = load_metric(task, recipe.metric, trust_remote_metric=trust_remote_metric)
     get_method(recipe.method).check_count(recipe.ingredient_count)  # before any training or download
     references = list(recipe.models)
     if recipe.finetune is not None:
@@ -121,10 +137,12 @@ def run_merge(
         ingredients,
         base=base,
         check_values=False,
-        task_labels=task.label_names,
+        task_labels=None if task is None or is_generic(task.label_names) else task.label_names,
         allow_custom_code=allow_custom_code,
     )
     raise_if_incompatible(report)
+    if task is not None:
+        task = _fit_task(task, ingredients[0], report.label_names)
     splits = {
         role: load_split(task, split, dataset=recipe.dataset, seed=recipe.seed)
         for role, split in _split_specs(recipe, task).items()
@@ -137,31 +155,36 @@ def run_merge(
     ingredients = report.aligned(ingredients)
 
     model, tokenizer = _model_of(ingredients[0], report.label_names), ingredients[0].tokenizer()
-    scorers = {
-        role: Scorer(
-            model,
-            tokenizer,
-            task,
-            rows,
-            metric=metric,
-            metric_key=recipe.metric_key,
-            batch_size=recipe.batch_size,
-            max_length=recipe.max_length,
-        )
-        for role, rows in splits.items()
-    }
-    gradient = None
-    if get_method(recipe.method).fits:
-        gradient = SelectionLoss(
-            model,
-            tokenizer,
-            task,
-            splits["selection"],
-            batch_size=recipe.batch_size,
-            max_length=recipe.max_length,
-            seed=recipe.seed,
-        )
-    result = _soup(recipe, task, ingredients, model, scorers, progress, gradient)
+    if task is None:
+        result = plain_soup(recipe, ingredients, model)
+    else:
+        scorers = {
+            role: Scorer(
+                model,
+                tokenizer,
+                task,
+                rows,
+                metric=metric,
+                metric_key=recipe.metric_key,
+                batch_size=recipe.batch_size,
+                max_length=recipe.max_length,
+            )
+            for role, rows in splits.items()
+        }
+        gradient = None
+        if get_method(recipe.method).fits:
+            gradient = SelectionLoss(
+                model,
+                tokenizer,
+                task,
+                splits["selection"],
+                batch_size=recipe.batch_size,
+                max_length=recipe.max_length,
+                seed=recipe.seed,
+            )
+        result = _soup(recipe, task, ingredients, model, scorers, progress, gradient)
+        result.text_columns, result.halved_split = list(task.text_columns), task.eval_splits[0]
+    result.label_names = list(task.label_names if task else report.label_names or [])
     result.compatibility = report.warnings + report.notes
     result.command = command
     result.base_model = _common_base(recipe, ingredients)
@@ -174,6 +197,26 @@ def run_merge(
         write_card_files(result, staging, repo_id=repo_id, name=output.name)
     logger.info("Wrote the soup to %s", output)
     return Merge(result, output, report)
+
+
+def _fit_task(task: Task, first: Ingredient, label_names: list[str] | None) -> Task:
+    """The task, checked against the models' number of outputs; class ids without names take the models' names.
+
+    Raises:
+        InvalidSettingError: the models output another number of logits than the task has labels.
+    """
+    outputs = first.config.num_labels
+    if outputs != task.num_labels:
+        kind = "a regression (one score)" if task.is_regression else f"{task.num_labels} classes"
+        shown = ", ".join(task.label_names[:8]) + (", ..." if task.num_labels > 8 else "")
+        raise InvalidSettingError(
+            f"the models output {outputs} logit(s) but label column {task.label_column!r} of task {task.name} has "
+            f"{kind}{f' ({shown})' if shown else ''}: score on the task or label column the models were "
+            "fine-tuned on (--task, --dataset, --label-column)."
+        )
+    if task.label_names and is_generic(task.label_names) and label_names:
+        return dataclasses.replace(task, label_names=tuple(label_names))
+    return task
 
 
 def _local_inputs(recipe: MergeRecipe) -> list[Path]:
@@ -342,8 +385,13 @@ def _soup(recipe, task, ingredients, model, scorers, progress, gradient) -> Merg
     )
 
 
-def _split_specs(recipe: MergeRecipe, task: Task) -> dict[str, str]:
-    """Split role -> split spec: `selection`, `report`, and MNLI's mismatched validation, reported whole."""
+def _split_specs(recipe: MergeRecipe, task: Task | None) -> dict[str, str]:
+    """Split role -> split spec: `selection`, `report`, and MNLI's mismatched validation, reported whole.
+
+    A plain merge (no task) reads no split.
+    """
+    if task is None:
+        return {}
     specs = {"selection": recipe.selection_split, "report": recipe.report_split}
     if recipe.report_split == "report":
         specs.update({name: name for name in task.eval_splits[1:]})

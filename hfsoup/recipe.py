@@ -168,12 +168,18 @@ class MergeRecipe:
     """Everything `hfsoup merge` needs, checked on construction.
 
     Args:
-        task: the task (`mrpc`, `stsb`, ...: see `hfsoup.eval.TASKS`).
+        task: a registered task (`mrpc`, `stsb`, ...: see `hfsoup.eval.TASKS`); `None` with a `dataset` scores on
+            the task its columns define (see `hfsoup.eval.resolve_task`), and `None` without one makes a plain,
+            unscored merge (`uniform` or `weighted` only).
         models: the ingredients: local folders, `user/name` or `user/name@revision`.
         method: the soup method, a name of `hfsoup.soup.SOUP_METHODS`: `greedy`, `uniform`, `weighted`,
             `exhaustive` or `learned`.
         weights: one weight per model (finite, >= 0, positive sum), for `weighted` only.
-        dataset: a Hub dataset id, a local folder laid out like one, or a data file; `None` for `nyu-mll/glue`.
+        dataset: a Hub dataset id, a local folder laid out like one, or a data file; `None` for `nyu-mll/glue`
+            (with a task) or for no scoring (without one).
+        text_columns: the one or two text columns to score on: needed with a `dataset` and no `task`, and
+            replacing a task's own.
+        label_column: the gold label column (default: the task's, or `label`).
         selection_split: the split the soup is chosen on (`datasets` syntax, or the default seeded half).
         report_split: the split the result is reported on; it must differ from `selection_split`.
         seed: the seed of the default `selection`/`report` halves of the validation split.
@@ -197,11 +203,13 @@ class MergeRecipe:
         RecipeError: a field has a wrong type or value, or the task or method does not exist.
     """
 
-    task: str
+    task: str | None = None
     models: list[str] = field(default_factory=list)
     method: str = "greedy"
     weights: list[float] | None = None
     dataset: str | None = None
+    text_columns: list[str] | None = None
+    label_column: str | None = None
     selection_split: str = "selection"
     report_split: str = "report"
     seed: int = 0
@@ -224,10 +232,12 @@ class MergeRecipe:
         from .soup.methods import get_method
 
         try:
-            get_task(self.task)
-            get_method(self.method)
+            if self.task is not None:
+                get_task(self.task)
+            method = get_method(self.method)
         except HfSoupError as error:
             raise RecipeError(str(error)) from error
+        self._check_task(method.chooses or method.fits)
         count = self.ingredient_count
         if count < 1:
             raise RecipeError(
@@ -271,6 +281,34 @@ class MergeRecipe:
                     f"learned_coefficients[{group!r}] has {len(values)} values for {count} models; the soup.yaml "
                     "belongs to other models: merge them anew without --recipe."
                 )
+
+    @property
+    def scored(self) -> bool:
+        """Whether the merge scores its ingredients and soup (a task or a dataset is given), or only averages."""
+        return self.task is not None or self.dataset is not None
+
+    def _check_task(self, method_chooses: bool) -> None:
+        """What a merge needs to score on: a task, or a dataset with text columns; or nothing, to only average."""
+        if self.text_columns is not None and len(self.text_columns) not in (1, 2):
+            raise RecipeError(
+                f"text_columns must name one or two columns (e.g. [text] or [premise, hypothesis]), got "
+                f"{self.text_columns}."
+            )
+        if self.task is None and self.dataset is not None and not self.text_columns:
+            raise RecipeError(
+                f"--dataset {self.dataset} without --task needs --text-column, the one or two text columns to "
+                "score on (e.g. --text-column text, or --text-column premise hypothesis)."
+            )
+        if self.scored:
+            return
+        if self.text_columns or self.label_column:
+            raise RecipeError("--text-column and --label-column name columns of a --dataset: add --dataset.")
+        if method_chooses or self.finetune is not None:
+            what = f"method {self.method!r}" if method_chooses else "fine-tuning"
+            raise RecipeError(
+                f"{what} needs data to score on: add --task (e.g. --task mrpc) or --dataset with --text-column; "
+                "or average without scoring with --method uniform (or --method weighted --weights ...)."
+            )
 
     @property
     def ingredient_count(self) -> int:

@@ -65,8 +65,12 @@ class SubsetScore:
 class MergeResult:
     """Everything a merge measured and chose.
 
+    A plain merge (no task, no dataset: the soup is only averaged) measures nothing: its `task`, `dataset`,
+    `metric`, `score_key` and `best_ingredient` are `None`, and its `splits`, `candidates` and ingredients'
+    `scores` are empty.
+
     Args:
-        task: the task name (`"mrpc"`).
+        task: the task name (`"mrpc"`), or the name of the dataset that defined it.
         dataset: the dataset id or path the splits came from.
         splits: split role -> split spec, e.g. `{"selection": "selection", "report": "report"}`; the
             default `selection`/`report` are the seeded halves of the validation split.
@@ -90,13 +94,17 @@ class MergeResult:
             the other methods).
         coefficients: a learned soup's mixing coefficients, tensor group -> one per ingredient, exactly as
             fitted (empty for the other methods).
+        label_names: the soup's labels in label-id order (the task's; a plain merge's first ingredient's); empty
+            for a regression, or when no ingredient names its labels.
+        text_columns: the task's one or two text columns (empty for a plain merge).
+        halved_split: the split the default `selection` and `report` halves are cut from.
     """
 
-    task: str
-    dataset: str
+    task: str | None
+    dataset: str | None
     splits: dict[str, str]
-    metric: str
-    score_key: str
+    metric: str | None
+    score_key: str | None
     method: str
     method_paper: str
     method_description: str
@@ -104,7 +112,7 @@ class MergeResult:
     order_added: list[int]
     log: list[str]
     candidates: dict[str, Scores]
-    best_ingredient: int
+    best_ingredient: int | None
     compatibility: list[str] = field(default_factory=list)
     command: str = ""
     recipe: dict = field(default_factory=dict)
@@ -113,6 +121,9 @@ class MergeResult:
     license: str | None = None
     top_subsets: list[SubsetScore] = field(default_factory=list)
     coefficients: dict[str, list[float]] = field(default_factory=dict)
+    label_names: list[str] = field(default_factory=list)
+    text_columns: list[str] = field(default_factory=list)
+    halved_split: str = "validation"
 
     @property
     def selected(self) -> list[IngredientRecord]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .eval.tasks import get_task
+from .eval.resolve import resolve_task
 from .pipeline import Merge, run_merge
 from .soup import get_method
 from .staging import check_output
@@ -49,7 +49,13 @@ def run_finetune(
     """
     from .finetune import finetune_sweep
 
-    task = get_task(sweep.task)
+    task = resolve_task(
+        sweep.task,
+        dataset=sweep.dataset,
+        text_columns=sweep.text_columns,
+        label_column=sweep.label_column,
+        splits=("validation", sweep.finetune.train_split),
+    )
     soup_dir = sweep.soup_dir
     if soup_dir is not None:
         get_method(sweep.soup_recipe([]).method).check_count(sweep.soup_recipe([]).ingredient_count)

@@ -24,21 +24,26 @@ __all__ = ["SweepRecipe", "load_sweep"]
 class SweepRecipe:
     """What `hfsoup finetune RECIPE` runs: a fine-tuning sweep on a task, and optionally a soup of its runs.
 
-    The YAML is flat: `task`, `dataset`, `output_dir` and `soup` at the top, beside the fields of
+    The YAML is flat: `task` (or `text_columns` and `label_column`), `dataset`, `output_dir` and `soup` at the
+    top, beside the fields of
     [`FinetuneRecipe`] (`base`, `grid`, `training`, `ema_decay`, `ingredients`, `push_to_hub`, ...).
 
     Args:
-        task: the task to fine-tune on (see `hfsoup.eval.TASKS`).
+        task: the task to fine-tune on (see `hfsoup.eval.TASKS`), or `None` for a dataset's own columns.
         finetune: the runs.
         dataset: a Hub dataset id, a local folder laid out like one, or a data file; `None` for `nyu-mll/glue`.
+        text_columns: with a `dataset` and no `task`, its one or two text columns (as `merge --text-column`).
+        label_column: the label column (class names, ids, or floats for a regression); `label` by default.
         output_dir: where the runs go; `None` for `runs/<task>`.
         soup: fields of a [`MergeRecipe`] (`method`, `selection_split`, ...) for a soup of the runs'
             ingredients, plus `output_dir` (default `<output_dir>/soup`); `None` for no soup.
     """
 
-    task: str
+    task: str | None
     finetune: FinetuneRecipe
     dataset: str | None = None
+    text_columns: list[str] | None = None
+    label_column: str | None = None
     output_dir: str | None = None
     soup: dict | None = None
 
@@ -46,17 +51,22 @@ class SweepRecipe:
         if isinstance(self.finetune, dict):
             self.finetune = _build(FinetuneRecipe, self.finetune, "finetune")
         _check_types(self, "recipe")
-        try:
-            get_task(self.task)
-        except HfSoupError as error:
-            raise RecipeError(str(error)) from error
+        if self.task is None and not (self.dataset and self.text_columns):
+            raise RecipeError(
+                "the recipe needs a task (e.g. task: mrpc), or a dataset with its text_columns (and label_column)."
+            )
+        if self.task is not None and not (self.dataset and self.text_columns):
+            try:
+                get_task(self.task)
+            except HfSoupError as error:
+                raise RecipeError(str(error)) from error
         if self.soup is not None:
             self.soup_recipe([])  # a wrong soup field fails now, before any training
 
     @property
     def runs_dir(self) -> Path:
         """Where the runs go."""
-        return Path(self.output_dir or f"runs/{self.task}")
+        return Path(self.output_dir or f"runs/{self.task or Path(self.dataset).stem}")
 
     @property
     def soup_dir(self) -> Path | None:
@@ -71,7 +81,13 @@ class SweepRecipe:
         for name in ("task", "dataset", "models", "finetune"):
             if name in fields:
                 raise RecipeError(f"soup.{name} is set by the sweep itself; remove it from the soup section.")
-        data = dict(fields, task=self.task, dataset=self.dataset)
+        data = dict(
+            fields,
+            task=self.task,
+            dataset=self.dataset,
+            text_columns=self.text_columns,
+            label_column=self.label_column,
+        )
         if models:
             data["models"] = models
         else:
@@ -99,8 +115,6 @@ def load_sweep(path: str | Path, **overrides) -> SweepRecipe:
     outer = {key: value for key, value in data.items() if key in sweep_fields}
     inner = {key: value for key, value in data.items() if key not in sweep_fields}
     try:
-        if "task" not in outer:
-            raise RecipeError("the recipe lacks the required field 'task' (e.g. task: mrpc).")
-        return SweepRecipe(finetune=_build(FinetuneRecipe, inner, "recipe"), **outer)
+        return SweepRecipe(finetune=_build(FinetuneRecipe, inner, "recipe"), **{"task": None, **outer})
     except RecipeError as error:
         raise RecipeError(f"{path}: {error}") from error

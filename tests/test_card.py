@@ -91,6 +91,8 @@ def make_result(*, local_only: bool = False, dataset: str = "nyu-mll/glue") -> M
         command="hfsoup merge alice/bert-mrpc bob/bert-mrpc@v1 runs/seed3 --task mrpc --method greedy",
         recipe={"task": "mrpc", "models": ["alice/bert-mrpc", "bob/bert-mrpc@v1", "runs/seed3"], "seed": 0},
         seed=0,
+        label_names=["not_equivalent", "equivalent"],
+        text_columns=["sentence1", "sentence2"],
     )
 
 
@@ -235,6 +237,10 @@ def test_mnli_reports_the_mismatched_split_whole_and_the_matched_half():
         log=[],
         candidates={key: scores for key in (SOUP, UNIFORM, BEST, ENSEMBLE)},
         best_ingredient=0,
+        recipe={"task": "mnli"},
+        label_names=["entailment", "neutral", "contradiction"],
+        text_columns=["premise", "hypothesis"],
+        halved_split="validation_matched",
     )
     card = build_card(result, repo_id="carol/mnli-soup")
     splits = {(entry.dataset_split, entry.metric_value) for entry in card.data.eval_results}
@@ -335,7 +341,7 @@ def test_write_card_files(tmp_path):
 
 def test_regression_task_card():
     result = make_result()
-    result.task = "stsb"
+    result.task, result.label_names = "stsb", []
     result.score_key = "mean of pearson and spearmanr"
     tables = [*result.candidates.values(), *(record.scores for record in result.ingredients)]
     for scores in {id(scores): scores for scores in tables}.values():  # the best ingredient's appears twice
@@ -348,7 +354,7 @@ def test_regression_task_card():
     card = build_card(result, repo_id="carol/stsb-soup")
     assert {entry.metric_type for entry in card.data.eval_results} == {"pearson", "spearmanr"}
     assert {entry.dataset_config for entry in card.data.eval_results} == {"stsb"}
-    assert "one similarity score per input" in card.text and "id2label" not in card.text
+    assert "one predicted score per input (a regression)" in card.text and "id2label" not in card.text
 
 
 # --- what the card claims: only the soup's ingredients, the common base, the license, no local path --------

@@ -157,7 +157,7 @@ def test_verbose_reraises_internal_and_user_errors(monkeypatch, tmp_path):
         patch.setattr(hfsoup.cli, "_recipe", boom)
         with pytest.raises(RuntimeError, match="an unexpected bug"):
             main(["-v", "merge", str(tmp_path / "model"), "--task", "mrpc"])
-    with pytest.raises(RecipeError, match="--task is required"):
+    with pytest.raises(RecipeError, match="needs data to score on"):
         main(["-v", "merge", str(tmp_path / "model")])
 
 

@@ -31,7 +31,7 @@ def recipe_error(tmp_path, text: str) -> str:
         ("task: mrpc\nmodels: [runs/a, 17]\n", ["models[1]", "17", "string"]),
         (GOOD + "seed: 1.5\n", ["seed", "1.5", "whole number"]),
         (GOOD + "seeds: 3\n", ["unknown field", "'seeds'", "seed"]),
-        ("models: [runs/a]\n", ["lacks the required field", "'task'"]),
+        ("models: [runs/a]\n", ["'greedy' needs data to score on", "--task", "--method uniform"]),
         (GOOD + "finetune: 3\n", ["finetune", "3", "mapping"]),
         (GOOD + "max_length: true\n", ["max_length", "True", "whole number"]),
         (GOOD + "finetune: {base: b, runs: [3]}\n", ["finetune.runs[0]", "3", "mapping"]),
@@ -96,6 +96,13 @@ def test_bad_weights_fail_before_any_model_is_read(capsys, tmp_path, weights):
             "learned_learning_rate must be a finite number > 0",
         ),
         ({"method": "learned", "learned_coefficients": {"all": [1.0]}}, "has 1 values for 2 models"),
+        ({"text_columns": ["a", "b", "c"]}, "one or two columns"),
+        ({"task": None, "dataset": "reviews.csv"}, "needs --text-column"),
+        ({"task": None, "label_column": "stars", "method": "uniform"}, "add --dataset"),
+        (
+            {"task": None, "finetune": {"base": "b"}, "method": "uniform"},
+            "fine-tuning needs data to score on",
+        ),
     ],
 )
 def test_wrong_values_are_recipe_errors(fields, expected):
@@ -123,8 +130,16 @@ def test_missing_recipe_file_and_bad_yaml(tmp_path):
     assert "not valid YAML at line" in recipe_error(tmp_path, "task: [unclosed\n")
 
 
-def test_cli_without_task_or_recipe(capsys, tmp_path):
-    assert "--task is required" in user_error(capsys, "merge", tmp_path / "model")
+def test_a_recipe_scores_on_a_task_a_dataset_or_nothing():
+    assert MergeRecipe(task="mrpc", models=["a"]).scored
+    custom = MergeRecipe(models=["a"], dataset="nli.jsonl", text_columns=["premise", "hypothesis"])
+    assert custom.scored and custom.to_dict()["text_columns"] == ["premise", "hypothesis"]
+    assert not MergeRecipe(models=["a", "b"], method="uniform").scored
+
+
+def test_cli_without_task_or_recipe_needs_a_method_that_does_not_score(capsys, tmp_path):
+    line = user_error(capsys, "merge", tmp_path / "model")
+    assert "'greedy' needs data to score on" in line and "--task" in line and "--dataset" in line
 
 
 def test_cli_recipe_error_names_the_file_and_field(capsys, tmp_path):

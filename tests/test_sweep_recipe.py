@@ -30,7 +30,7 @@ def test_no_soup_section_means_no_soup():
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("base: b\n", "'task'"),
+        ("base: b\n", "needs a task"),
         ("task: mrpc\n", "'base'"),
         ("task: mrpc\nbase: b\nsoup: {models: [x]}\n", "soup.models is set by the sweep"),
         ("task: mrpc\nbase: b\nsoup: {method: greedy, seed: half}\n", "seed"),

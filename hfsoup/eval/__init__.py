@@ -6,16 +6,17 @@ or a scorer is first used.
 """
 
 from .._lazy import lazy_exports
-from .tasks import HALVES, TASKS, MeanOf, Task, get_task, register_task
+from .tasks import GLUE_TASKS, HALVES, TASKS, MeanOf, Task, get_task, register_task
 
 _EXPORTS = {
     "DEFAULT_DATASET": ".data",
     "halves": ".data",
     "load_split": ".data",
     "load_metric": ".metrics",
+    "resolve_task": ".resolve",
     "Scorer": ".scoring",
     "SelectionLoss": ".loss",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = ["HALVES", "TASKS", "MeanOf", "Task", "get_task", "register_task", *_EXPORTS]
+__all__ = ["GLUE_TASKS", "HALVES", "TASKS", "MeanOf", "Task", "get_task", "register_task", *_EXPORTS]

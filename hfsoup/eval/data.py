@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import DatasetError, first_line
 from .tasks import HALVES, Task
 
-__all__ = ["DATA_FILE_BUILDERS", "DEFAULT_DATASET", "halves", "load_split"]
+__all__ = ["DATA_FILE_BUILDERS", "DEFAULT_DATASET", "halves", "load_split", "read_split"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ def load_split(task: Task, split: str, *, dataset: str | None = None, seed: int 
         seed: the seed of the `"selection"`/`"report"` halves.
 
     Returns:
-        The split, without unlabelled rows (label -1, as in GLUE test splits; a warning tells how many).
+        The split, without unlabelled rows (label -1, as in GLUE test splits; a warning tells how many); string
+        labels become ids in the order of `task.label_names`.
 
     Raises:
         [`DatasetError`]: the dataset or split cannot be read, a column the task needs is missing, the labels
@@ -83,7 +84,7 @@ def load_split(task: Task, split: str, *, dataset: str | None = None, seed: int 
     """
     source = dataset or DEFAULT_DATASET
     half = split if split in HALVES else None
-    rows = _read(task, source, task.eval_splits[0] if half else split)
+    rows = read_split(task, source, task.eval_splits[0] if half else split, halved=bool(half))
     where = f"split {split!r} of {source!r}"
     missing = [column for column in task.columns if column not in rows.column_names]
     if missing:
@@ -98,8 +99,20 @@ def load_split(task: Task, split: str, *, dataset: str | None = None, seed: int 
     return rows
 
 
-def _read(task: Task, source: str, split: str) -> datasets.Dataset:
-    """Read `split` (in the `datasets` syntax) of a data file, a local folder or a Hub dataset."""
+def read_split(task: Task, source: str, split: str, *, halved: bool = False) -> datasets.Dataset:
+    """Read `split` (in the `datasets` syntax) of a data file, a local folder or a Hub dataset, unchecked.
+
+    Args:
+        task: the task; its name is the config read from a dataset of several configs (one of a single config
+            is read whatever its name), and its columns name what a file that cannot be parsed should hold.
+        source: a data file (taken as the named split), a local folder laid out like a Hub dataset, or a Hub id.
+        split: the split in the `datasets` syntax.
+        halved: the split is the one the `"selection"`/`"report"` halves are cut from, so a dataset that lacks
+            it is told to name its splits instead.
+
+    Raises:
+        [`DatasetError`]: the source, its config or the split does not exist, or cannot be parsed.
+    """
     path = Path(source)
     if path.is_file():
         if path.suffix not in DATA_FILE_BUILDERS:
@@ -112,12 +125,22 @@ def _read(task: Task, source: str, split: str) -> datasets.Dataset:
             return datasets.load_dataset(builder, data_files={split_name: str(path)}, split=split, **options)
     with _dataset_errors(source, split, task):
         configs = datasets.get_dataset_config_names(source)
-    if task.name not in configs and configs != ["default"]:
+    if task.name not in configs and len(configs) != 1:
         raise DatasetError(
             f"dataset {source!r} has no config {task.name!r}; its configs: {', '.join(configs)}"
         )
+    config = task.name if task.name in configs else None
+    if halved:
+        with _dataset_errors(source, split, task):
+            names = datasets.get_dataset_split_names(source, config)
+        if split not in names:
+            raise DatasetError(
+                f"dataset {source!r} has no {split!r} split to cut the selection and report halves from (its "
+                f"splits: {', '.join(names)}): pass --selection-split and --report-split, e.g. 'train[-500:]' "
+                "and 'test'"
+            )
     with _dataset_errors(source, split, task):
-        return datasets.load_dataset(source, task.name if task.name in configs else None, split=split)
+        return datasets.load_dataset(source, config, split=split)
 
 
 @contextmanager
@@ -144,8 +167,16 @@ def _dataset_errors(source: str, split: str, task: Task) -> Iterator[None]:
 
 
 def _labelled(task: Task, rows: datasets.Dataset, where: str) -> datasets.Dataset:
-    """Drop rows labelled -1 and check the labels fit the task."""
+    """Drop rows labelled -1, turn string labels into ids, and check the labels fit the task."""
     feature = rows.features[task.label_column]
+    if getattr(feature, "dtype", None) in ("string", "large_string") and not task.is_regression:
+        unknown = sorted(set(rows.unique(task.label_column)) - set(task.label_names), key=str)
+        if unknown:
+            raise DatasetError(
+                f"{where} has labels {unknown[:5]} outside the labels {list(task.label_names)} of task {task.name}"
+            )
+        feature = datasets.ClassLabel(names=list(task.label_names))
+        rows = rows.cast_column(task.label_column, feature)
     if isinstance(feature, datasets.ClassLabel) and tuple(feature.names) != task.label_names:
         raise DatasetError(
             f"{where} has labels {feature.names}, but task {task.name} expects {list(task.label_names)} in that order"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidSettingError, UnknownNameError
 
-__all__ = ["HALVES", "TASKS", "MeanOf", "Task", "get_task", "register_task"]
+__all__ = ["GLUE_TASKS", "HALVES", "TASKS", "MeanOf", "Task", "get_task", "register_task"]
 
 HALVES = ("selection", "report")
 """The split roles cut from a task's first validation split: chosen on, and reported on."""
@@ -49,14 +49,16 @@ class MeanOf:
 
 @dataclass(frozen=True, kw_only=True)
 class Task:
-    """One GLUE task.
+    """One text-classification or regression task: a GLUE task, a registered one, or one a dataset defines.
 
     Args:
-        name: the task, also the config of `nyu-mll/glue` and of the GLUE metric, e.g. `"mrpc"`.
+        name: the task, also the dataset config to read (when the dataset has several) and the `config_name`
+            of its metric, e.g. `"mrpc"`.
         text_columns: the one or two text columns fed to the tokenizer, in order.
         label_column: the gold label column.
         label_names: class names in label-id order; empty for a regression task (STS-B).
-        metric_name: the `evaluate` module; `"glue"` means the GLUE module shipped with hfsoup.
+        metric_name: the `evaluate` module: a metric shipped with hfsoup (`"glue"`, `"accuracy"`,
+            `"pearson_spearman"`) or a local path (see [`load_metric`]).
         selection_key: how the leaderboard score is read from the metric's output: a key, or a callable
             such as [`MeanOf`]. `str(selection_key)` describes it.
         eval_splits: the validation split(s); the first is cut into the `"selection"` and `"report"` halves,
@@ -150,9 +152,24 @@ TASKS: dict[str, Task] = {
     )
 }
 
+GLUE_TASKS = tuple(TASKS)
+"""The GLUE tasks, registered above; tasks registered later or defined by a dataset are not GLUE's."""
+
 
 def register_task(task: Task, *, replace: bool = False) -> Task:
-    """Add a task to the registry, so `get_task(task.name)`, recipes and `--task` know it.
+    """Add a task to the registry, so `get_task(task.name)`, recipes, `soup.yaml` replays and `--task` know it.
+
+    A merge can also score on any dataset without registering anything (`--dataset` with `--text-column`, see
+    [`resolve_task`]); registering names the columns, labels and metric once, for every later run in the
+    process.
+
+    Args:
+        task: the task; its `label_names` must be in the label-id order of the dataset (and, ideally, of the
+            models' `id2label`, which is aligned to it).
+        replace: replace a registered task of the same name.
+
+    Returns:
+        The task.
 
     Raises:
         [`InvalidSettingError`]: a task of that name exists and `replace` is false.
@@ -160,7 +177,11 @@ def register_task(task: Task, *, replace: bool = False) -> Task:
     Example:
 
     ```python
-    >>> register_task(Task(name="imdb", text_columns=("text",), label_names=("neg", "pos")))
+    >>> register_task(
+    ...     Task(name="imdb", text_columns=("text",), label_names=("neg", "pos"), metric_name="accuracy")
+    ... )
+    >>> run_merge(MergeRecipe(task="imdb", models=["runs/a", "runs/b"], dataset="stanfordnlp/imdb",
+    ...                       selection_split="test[:50%]", report_split="test[50%:]"))
     ```
     """
     key = task.name.lower()

@@ -104,15 +104,15 @@ def evaluate_load(monkeypatch) -> list[str]:
 
 def test_hub_metric_is_refused_without_trust(evaluate_load):
     with pytest.raises(UnknownNameError) as error:
-        load_metric(get_task("rte"), "accuracy")
+        load_metric(get_task("rte"), "f1")
     message = one_line(error)
-    assert "'accuracy'" in message and "--trust-remote-metric" in message and "glue" in message
+    assert "'f1'" in message and "--trust-remote-metric" in message and "glue" in message
     assert evaluate_load == []  # nothing was fetched, nothing ran
 
 
 def test_hub_metric_loads_when_trusted(evaluate_load):
-    assert load_metric(get_task("rte"), "accuracy", trust_remote_metric=True) == "a metric"
-    assert evaluate_load == ["accuracy"]
+    assert load_metric(get_task("rte"), "f1", trust_remote_metric=True) == "a metric"
+    assert evaluate_load == ["f1"]
 
 
 def test_shipped_and_local_metrics_need_no_trust(evaluate_load, tmp_path):
@@ -132,5 +132,5 @@ def test_shipped_metric_folder_by_its_path_computes():
 
 def test_cli_refuses_a_hub_metric_before_reading_any_model(capsys, tmp_path):
     missing = [tmp_path / "missing-1", tmp_path / "missing-2"]
-    line = user_error(capsys, "merge", *missing, "--task", "mrpc", "--metric", "accuracy")
+    line = user_error(capsys, "merge", *missing, "--task", "mrpc", "--metric", "f1")
     assert "--trust-remote-metric" in line and "No model folder" not in line

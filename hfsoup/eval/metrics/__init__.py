@@ -1,8 +1,9 @@
 """Metrics: the `evaluate` modules shipped with hfsoup, or local ones; never a script fetched from the Hub.
 
 `evaluate.load(name)` with a Hub name downloads a Python script and runs it: remote code. hfsoup loads the
-metrics it ships (`glue`, in `hfsoup/eval/metrics/glue`) and metric modules on the local disk; a Hub metric
-runs only when the caller trusts it explicitly (`--trust-remote-metric`).
+metrics it ships (one folder each under `hfsoup/eval/metrics`: `glue`, and `accuracy` and `pearson_spearman`, the
+defaults of a task defined by a dataset's columns) and metric modules on the local disk; a Hub metric runs only
+when the caller trusts it explicitly (`--trust-remote-metric`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ..tasks import Task
 
 __all__ = ["SHIPPED_METRICS", "load_metric"]
 
-SHIPPED_METRICS = {"glue": Path(__file__).parent / "glue"}
+SHIPPED_METRICS = {name: Path(__file__).parent / name for name in ("glue", "accuracy", "pearson_spearman")}
 
 
 def load_metric(
@@ -26,8 +27,9 @@ def load_metric(
 
     Args:
         task: the task; its name is passed as `config_name`.
-        metric: a shipped metric (`"glue"`), a path to a local module folder or `.py` file, or, with
-            `trust_remote_metric`, a Hub metric such as `"accuracy"`. `None` is the task's metric.
+        metric: a shipped metric (`"glue"`, `"accuracy"`, `"pearson_spearman"`), a path to a local module
+            folder or `.py` file, or, with `trust_remote_metric`, a Hub metric such as `"f1"`. `None` is the
+            task's metric.
         trust_remote_metric: allow a metric that is neither shipped nor local (its script is downloaded and run).
 
     Raises:
