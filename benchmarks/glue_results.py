@@ -103,7 +103,10 @@ def evaluate(tasks, work: Path, data: Path, seeds: list[int], runs: int = 8) -> 
             print(f"{name}: {len(records)} of {runs} runs finished; train first")
             continue
         out = run_dir / "results.json"
-        results = json.loads(out.read_text()) if out.is_file() else {}
+        names = [record["name"] for record in records]
+        saved = json.loads(out.read_text()) if out.is_file() else {}
+        # Results of another set of runs (a task evaluated before all its runs finished) are started anew.
+        results = saved.get("splits", {}) if saved.get("runs") == names else {}
         todo = [seed for seed in seeds if str(seed) not in results]
         if not todo:
             continue
@@ -124,7 +127,7 @@ def evaluate(tasks, work: Path, data: Path, seeds: list[int], runs: int = 8) -> 
             line = _evaluate_seed(seed, rows, model, tokenizer, task, cache, individual, ingredients, target)
             line["seconds"] = round(time.perf_counter() - began, 1)
             results[str(seed)] = line
-            out.write_text(json.dumps(results, indent=1))
+            out.write_text(json.dumps({"runs": names, "splits": results}, indent=1))
             print(
                 f"{name} seed {seed}: {line['seconds']} s ({cache.computed} soups scored, {cache.reused} reused)"
             )
@@ -203,8 +206,10 @@ def report(tasks, work: Path) -> None:
         if not out.is_file():
             print(f"\n{name}: no results yet")
             continue
-        results = json.loads(out.read_text())
+        saved = json.loads(out.read_text())
+        results = saved["splits"]
         _folders, records = _ingredients(work / name)
+        records = [record for record in records if record["name"] in saved["runs"]]
         print(f"\n### {name}: {len(records)} runs, {len(results)} selection/report splits\n")
         print("| run | raw | EMA | EMA - raw |\n|---|---|---|---|")
         for record in records:
@@ -241,6 +246,9 @@ def main(argv=None) -> int:
         "--work", type=Path, default=ROOT.parent / "glue-results", help="where runs and caches go"
     )
     parser.add_argument("--seeds", type=int, default=5, help="selection/report splits per task")
+    parser.add_argument(
+        "--runs", type=int, default=8, help="evaluate a task once this many of its runs are finished (default 8)"
+    )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "glue-hub")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -248,7 +256,7 @@ def main(argv=None) -> int:
     if args.phase == "train":
         train(args.tasks, args.work, args.data)
     elif args.phase == "evaluate":
-        evaluate(args.tasks, args.work, args.data, list(range(args.seeds)))
+        evaluate(args.tasks, args.work, args.data, list(range(args.seeds)), runs=args.runs)
     else:
         report(args.tasks, args.work)
     return 0

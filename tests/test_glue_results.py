@@ -38,7 +38,7 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
     )
     finetune_sweep(recipe, get_task("mrpc"), dataset=str(glue_hub_dir), work_dir=tmp_path / "mrpc")
     bench.evaluate(["mrpc"], tmp_path, glue_hub_dir, [0, 1], runs=4)
-    results = json.loads((tmp_path / "mrpc" / "results.json").read_text())
+    results = json.loads((tmp_path / "mrpc" / "results.json").read_text())["splits"]
     assert set(results) == {"0", "1"}
     line = results["0"]
     assert len(line["ingredients"]) == 8
@@ -66,7 +66,7 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
     computed = len(list((tmp_path / "mrpc" / "logits").iterdir()))
     bench.evaluate(["mrpc"], tmp_path, glue_hub_dir, [0, 1, 2], runs=4)  # seed 2 reuses every soup's logits
     assert len(list((tmp_path / "mrpc" / "logits").iterdir())) <= computed + 20
-    assert "2" in json.loads((tmp_path / "mrpc" / "results.json").read_text())
+    assert "2" in json.loads((tmp_path / "mrpc" / "results.json").read_text())["splits"]
     bench.report(["mrpc", "rte"], tmp_path)
     printed = capsys.readouterr().out
     assert "### mrpc: 4 runs, 3 selection/report splits" in printed and "rte: no results yet" in printed
