@@ -57,6 +57,26 @@ def _merge_parser(sub) -> None:
     merge.add_argument("--base", help="the common base model, for the compatibility report")
     merge.add_argument("--batch-size", type=int, help="scoring batch size (default 64)")
     merge.add_argument("--max-length", type=int, help="longest tokenized input (default 128)")
+    merge.add_argument(
+        "--device",
+        default="auto",
+        help="where to score: auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps; under "
+        "accelerate launch or torchrun each process takes its own",
+    )
+    merge.add_argument(
+        "--dtype",
+        help="dtype of the scoring passes: float32 (default), bfloat16 or float16 (averaging is float32)",
+    )
+    merge.add_argument(
+        "--output-dtype",
+        help="dtype the soup is saved in: float32, bfloat16 or float16 (default: the models')",
+    )
+    merge.add_argument(
+        "--max-shard-size",
+        type=lambda size: int(size) if size.isdigit() else size,
+        help="largest weight file (bytes, or e.g. 500MB, 5GB); a bigger soup is sharded (default 50GB, as "
+        "save_pretrained)",
+    )
     merge.add_argument("--recipe", help="a recipe YAML or a soup.yaml to replay; flags given override it")
     merge.add_argument("--output-dir", help="where to write the soup folder")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
@@ -135,6 +155,8 @@ RECIPE_FLAGS = (
     "base",
     "batch_size",
     "max_length",
+    "dtype",
+    "output_dtype",
 )
 
 
@@ -173,10 +195,17 @@ def _recipe(args):
 def _merge(args) -> None:
     recipe = _recipe(args)
     from .pipeline import run_merge
+    from .processes import Processes
 
+    processes = Processes.from_environment(args.device)
+    if not processes.is_main:  # launched with several processes: the main one logs, prints, writes and pushes
+        from huggingface_hub.utils import disable_progress_bars
+
+        logging.getLogger("hfsoup").setLevel(logging.ERROR)
+        disable_progress_bars()
     output = args.output_dir
     scratch = None
-    if output is None and args.push_to_hub:
+    if output is None and args.push_to_hub and processes.is_main:
         scratch = Path(tempfile.mkdtemp(prefix="hfsoup-"))
         output = scratch / "soup"
     try:
@@ -191,7 +220,11 @@ def _merge(args) -> None:
             trust_remote_metric=args.trust_remote_metric,
             allow_custom_code=args.allow_custom_code,
             allow_independent_heads=args.allow_independent_heads,
+            processes=processes,
+            max_shard_size=args.max_shard_size,
         )
+        if not processes.is_main:
+            return
         print(format_scores(merge.result))
         if merge.output_dir is None:
             print("No --output-dir given: nothing was written.")
@@ -207,6 +240,7 @@ def _merge(args) -> None:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+        processes.close()
 
 
 def _push(folder, repo_id: str, args) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import split_torch_state_dict_into_shards
 from huggingface_hub.utils import tqdm
 from transformers import AutoModelForSequenceClassification
 
@@ -23,6 +24,8 @@ from .eval.data import DEFAULT_DATASET, load_split
 from .eval.metrics import load_metric
 from .eval.scoring import Scorer
 from .eval.tasks import Task, get_task
+from .precision import scoring_model, stored_dtype, torch_dtype
+from .processes import Processes
 from .recipe import MergeRecipe
 from .result import BEST, ENSEMBLE, SOUP, UNIFORM, IngredientRecord, MergeResult
 from .soup import (
@@ -42,8 +45,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Merge", "run_merge"]
 
-# Weight files above this size are split into shards with an index, as `save_pretrained` does on the Hub.
-MAX_SHARD_SIZE = "2GB"
+# Weight files above this size are split into shards with an index: `save_pretrained`'s default.
+MAX_SHARD_SIZE = "50GB"
 
 
 @dataclass
@@ -66,6 +69,8 @@ def run_merge(
     trust_remote_metric: bool = False,
     allow_custom_code: bool = False,
     allow_independent_heads: bool = False,
+    processes: Processes | None = None,
+    max_shard_size: int | str | None = None,
 ) -> Merge:
     """Check, score and soup the recipe's ingredients; write the soup folder if `output_dir` is given.
 
@@ -81,6 +86,10 @@ def run_merge(
         allow_custom_code: accept ingredients whose config declares custom code (never run).
         allow_independent_heads: make a uniform or weighted soup even of tensors that look independently
             initialized in each ingredient (see [`_refuse_independent_heads`]).
+        processes: the processes and device to score on (see [`Processes`]); `None` for this process on
+            the CPU. Each scoring pass is split between them; only the main one writes `output_dir`.
+        max_shard_size: the largest weight file (`None`: `MAX_SHARD_SIZE`, as `save_pretrained`); a bigger
+            soup is split into shards with an index.
 
     Returns:
         The [`Merge`].
@@ -91,6 +100,8 @@ def run_merge(
         HfSoupError: any other user error (missing model, bad dataset, Hub error...).
     """
     output = check_output(output_dir, overwrite=overwrite) if output_dir is not None else None
+    max_shard_size = _checked_shard_size(max_shard_size or MAX_SHARD_SIZE)
+    processes = processes or Processes()
     if output is not None:
         refuse_containing(output, _local_inputs(recipe), "input")
     task = get_task(recipe.task)
@@ -132,10 +143,12 @@ def run_merge(
         logger.warning(line)
     ingredients = report.aligned(ingredients)
 
-    model, tokenizer = _model_of(ingredients[0], report.label_names), ingredients[0].tokenizer()
+    # The soups are written into this float32 model; scoring may run on a copy in another dtype.
+    model = _model_of(ingredients[0], report.label_names).to(processes.device)
+    tokenizer, scored = ingredients[0].tokenizer(), scoring_model(model, torch_dtype(recipe.dtype))
     scorers = {
         role: Scorer(
-            model,
+            scored,
             tokenizer,
             task,
             rows,
@@ -143,6 +156,8 @@ def run_merge(
             metric_key=recipe.metric_key,
             batch_size=recipe.batch_size,
             max_length=recipe.max_length,
+            weights=model,
+            processes=processes,
         )
         for role, rows in splits.items()
     }
@@ -151,10 +166,12 @@ def run_merge(
     result.command = command
     result.base_model = _common_base(recipe, ingredients)
     result.license = _common_license(ingredients)
-    if output is None:
+    if output is None or not processes.is_main:
         return Merge(result, None)
+    stored = (info.dtype for i in ingredients for info in i.tensor_infos.values() if info.is_float)
+    model.to(torch_dtype(recipe.output_dtype) if recipe.output_dtype else stored_dtype(stored))
     with staged(output, overwrite=overwrite) as staging:
-        model.save_pretrained(staging, max_shard_size=MAX_SHARD_SIZE)
+        model.save_pretrained(staging, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(staging)
         write_card_files(result, staging, repo_id=repo_id, name=output.name)
     logger.info("Wrote the soup to %s", output)
@@ -167,6 +184,19 @@ def _local_inputs(recipe: MergeRecipe) -> list[Path]:
     if recipe.finetune is not None:
         named.append(recipe.finetune.base)
     return [Path(name).expanduser() for name in named if name and Path(name).expanduser().exists()]
+
+
+def _checked_shard_size(size: int | str) -> int | str:
+    """Refuse a shard size `save_pretrained` would not read (it splits with the same huggingface_hub helper)."""
+    try:
+        split_torch_state_dict_into_shards({}, max_shard_size=size)
+        if isinstance(size, int) and size < 1:
+            raise ValueError(size)
+    except ValueError as error:
+        raise InvalidSettingError(
+            f"--max-shard-size must be a number of bytes or a size such as 500MB or 5GB, got {size!r}."
+        ) from error
+    return size
 
 
 def _refuse_independent_heads(recipe: MergeRecipe, report, allow: bool) -> None:

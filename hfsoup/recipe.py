@@ -20,7 +20,10 @@ from .errors import HfSoupError, RecipeError
 from .eval.tasks import get_task
 from .result import SOUP_FORMAT
 
-__all__ = ["FinetuneRecipe", "MergeRecipe", "check_value", "load_recipe", "load_soup_yaml"]
+DTYPES = ("float32", "bfloat16", "float16")
+"""The dtypes a merge scores in (`dtype`) or saves the soup in (`output_dtype`)."""
+
+__all__ = ["DTYPES", "FinetuneRecipe", "MergeRecipe", "check_value", "load_recipe", "load_soup_yaml"]
 
 
 @dataclass
@@ -93,6 +96,9 @@ class MergeRecipe:
         base: the common base model, for the compatibility report's distances.
         batch_size: scoring batch size.
         max_length: longest tokenized input when scoring.
+        dtype: the dtype of the scoring passes, one of `DTYPES`; the soup is averaged in float32 either way.
+        output_dtype: the dtype the soup is saved in, one of `DTYPES`; `None` for the ingredients' (the
+            widest floating-point dtype of their weight files).
         finetune: train the ingredients first (see [`FinetuneRecipe`]).
         content_hashes: local ingredient -> the `sha256:` of its weights when the recipe was recorded; a replay
             refuses a folder whose weights changed since.
@@ -114,6 +120,8 @@ class MergeRecipe:
     base: str | None = None
     batch_size: int = 64
     max_length: int = 128
+    dtype: str = "float32"
+    output_dtype: str | None = None
     finetune: FinetuneRecipe | None = None
     content_hashes: dict[str, str] | None = None
 
@@ -151,6 +159,9 @@ class MergeRecipe:
             )
         if self.batch_size < 1 or self.max_length < 1:
             raise RecipeError("batch_size and max_length must be at least 1.")
+        for name in ("dtype", "output_dtype"):
+            if getattr(self, name) not in (*DTYPES, None):
+                raise RecipeError(f"{name} must be one of {', '.join(DTYPES)}, got {getattr(self, name)!r}.")
 
     @property
     def ingredient_count(self) -> int:
