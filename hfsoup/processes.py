@@ -81,8 +81,9 @@ class Processes:
             _single_device(device, kind, None)  # refuse cuda on a machine without it
         from accelerate import PartialState
 
-        state = PartialState(cpu=kind == "cpu")
-        return cls(torch.device(state.device.type) if state.device.type == "cpu" else state.device, state)
+        # accelerate sets up gloo on the CPU only when asked to: `auto` asks for it on a machine without CUDA.
+        state = PartialState(cpu=kind == "cpu" or (kind == "auto" and not torch.cuda.is_available()))
+        return cls(torch.device("cpu") if state.device.type == "cpu" else state.device, state)
 
     def share(self, count: int) -> range:
         """The positions, among `count` items (batches), that this process handles: every `count`-th from its index."""
