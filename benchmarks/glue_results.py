@@ -247,7 +247,10 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--seeds", type=int, default=5, help="selection/report splits per task")
     parser.add_argument(
-        "--runs", type=int, default=8, help="evaluate a task once this many of its runs are finished (default 8)"
+        "--runs",
+        type=int,
+        default=8,
+        help="evaluate a task once this many of its runs are finished (default 8)",
     )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "glue-hub")
     args = parser.parse_args(argv)

@@ -48,6 +48,8 @@ RECIPE_FLAGS = (
     "learned_per_layer",
     "learned_epochs",
     "learned_learning_rate",
+    "dtype",
+    "output_dtype",
 )
 
 
@@ -84,10 +86,17 @@ def _recipe(args):
 def _merge(args) -> dict:
     recipe = _recipe(args)
     from .pipeline import run_merge
+    from .processes import Processes
 
+    processes = Processes.from_environment(args.device)
+    if not processes.is_main:  # launched with several processes: the main one logs, prints, writes and pushes
+        from huggingface_hub.utils import disable_progress_bars
+
+        logging.getLogger("hfsoup").setLevel(logging.ERROR)
+        disable_progress_bars()
     output = args.output_dir
     scratch = None
-    if output is None and args.push_to_hub:
+    if output is None and args.push_to_hub and processes.is_main:
         scratch = Path(tempfile.mkdtemp(prefix="hfsoup-"))
         output = scratch / "soup"
     try:
@@ -102,7 +111,11 @@ def _merge(args) -> dict:
             trust_remote_metric=args.trust_remote_metric,
             allow_custom_code=args.allow_custom_code,
             allow_independent_heads=args.allow_independent_heads,
+            processes=processes,
+            max_shard_size=args.max_shard_size,
         )
+        if not processes.is_main:
+            return None
         if not args.json:
             print(format_scores(merge.result))
             if merge.output_dir is None:
@@ -127,6 +140,7 @@ def _merge(args) -> dict:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+        processes.close()
 
 
 def _finetune(args) -> dict:

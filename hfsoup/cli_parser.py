@@ -74,6 +74,26 @@ def _merge_parser(sub) -> None:
     merge.add_argument("--base", help="the common base model, for the compatibility report")
     merge.add_argument("--batch-size", type=int, help="scoring batch size (default 64)")
     merge.add_argument("--max-length", type=int, help="longest tokenized input (default 128)")
+    merge.add_argument(
+        "--device",
+        default="auto",
+        help="where to score: auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps; under "
+        "accelerate launch or torchrun each process takes its own",
+    )
+    merge.add_argument(
+        "--dtype",
+        help="dtype of the scoring passes: float32 (default), bfloat16 or float16 (averaging is float32)",
+    )
+    merge.add_argument(
+        "--output-dtype",
+        help="dtype the soup is saved in: float32, bfloat16 or float16 (default: the models')",
+    )
+    merge.add_argument(
+        "--max-shard-size",
+        type=lambda size: int(size) if size.isdigit() else size,
+        help="largest weight file (bytes, or e.g. 500MB, 5GB); a bigger soup is sharded (default 50GB, as "
+        "save_pretrained)",
+    )
     merge.add_argument("--recipe", help="a recipe YAML or a soup.yaml to replay; flags given override it")
     merge.add_argument("--output-dir", help="where to write the soup folder")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")

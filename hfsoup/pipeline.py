@@ -18,30 +18,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub.utils import tqdm
+from huggingface_hub import split_torch_state_dict_into_shards
 from transformers import AutoModelForSequenceClassification
 
 from .card import write_card_files
 from .errors import IncompatibleIngredientsError, InvalidSettingError
-from .eval.data import DEFAULT_DATASET, load_split
+from .eval.data import load_split
 from .eval.loss import SelectionLoss
 from .eval.metrics import load_metric
 from .eval.resolve import resolve_task
 from .eval.scoring import Scorer
 from .eval.tasks import Task
 from .plain_merge import plain_soup
+from .precision import scoring_model, stored_dtype, torch_dtype
+from .processes import Processes
 from .recipe import MergeRecipe
-from .result import BEST, ENSEMBLE, SOUP, UNIFORM, IngredientRecord, MergeResult
+from .result import MergeResult
+from .scored_soup import scored_soup, split_specs
 from .soup import (
     CompatReport,
     Ingredient,
-    LearnedSettings,
     check_compatibility,
     check_weights,
     get_method,
     load_ingredient,
     load_ingredients,
-    load_into,
     raise_if_incompatible,
 )
 from .soup.compat.labels import is_generic
@@ -52,8 +53,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Merge", "run_merge"]
 
-# Weight files above this size are split into shards with an index, as `save_pretrained` does on the Hub.
-MAX_SHARD_SIZE = "2GB"
+# Weight files above this size are split into shards with an index: `save_pretrained`'s default.
+MAX_SHARD_SIZE = "50GB"
 
 
 @dataclass
@@ -77,6 +78,8 @@ def run_merge(
     trust_remote_metric: bool = False,
     allow_custom_code: bool = False,
     allow_independent_heads: bool = False,
+    processes: Processes | None = None,
+    max_shard_size: int | str | None = None,
 ) -> Merge:
     """Check, score and soup the recipe's ingredients; write the soup folder if `output_dir` is given.
 
@@ -92,6 +95,10 @@ def run_merge(
         allow_custom_code: accept ingredients whose config declares custom code (never run).
         allow_independent_heads: make a uniform or weighted soup even of tensors that look independently
             initialized in each ingredient (see [`_refuse_independent_heads`]).
+        processes: the processes and device to score on (see [`Processes`]); `None` for this process on
+            the CPU. Each scoring pass is split between them; only the main one writes `output_dir`.
+        max_shard_size: the largest weight file (`None`: `MAX_SHARD_SIZE`, as `save_pretrained`); a bigger
+            soup is split into shards with an index.
 
     Returns:
         The [`Merge`].
@@ -102,6 +109,8 @@ def run_merge(
         HfSoupError: any other user error (missing model, bad dataset, Hub error...).
     """
     output = check_output(output_dir, overwrite=overwrite) if output_dir is not None else None
+    max_shard_size = _checked_shard_size(max_shard_size or MAX_SHARD_SIZE)
+    processes = processes or Processes()
     if output is not None:
         refuse_containing(output, _local_inputs(recipe), "input")
     task = metric = None
@@ -145,7 +154,7 @@ def run_merge(
         task = _fit_task(task, ingredients[0], report.label_names)
     splits = {
         role: load_split(task, split, dataset=recipe.dataset, seed=recipe.seed)
-        for role, split in _split_specs(recipe, task).items()
+        for role, split in split_specs(recipe, task).items()
     }
     check_weights(ingredients, base, report)
     raise_if_incompatible(report)
@@ -154,13 +163,16 @@ def run_merge(
         logger.warning(line)
     ingredients = report.aligned(ingredients)
 
-    model, tokenizer = _model_of(ingredients[0], report.label_names), ingredients[0].tokenizer()
+    # The soups are written into this float32 model; scoring may run on a copy in another dtype.
+    model = _model_of(ingredients[0], report.label_names).to(processes.device)
+    tokenizer = ingredients[0].tokenizer()
     if task is None:
         result = plain_soup(recipe, ingredients, model)
     else:
+        scored = scoring_model(model, torch_dtype(recipe.dtype))
         scorers = {
             role: Scorer(
-                model,
+                scored,
                 tokenizer,
                 task,
                 rows,
@@ -168,6 +180,8 @@ def run_merge(
                 metric_key=recipe.metric_key,
                 batch_size=recipe.batch_size,
                 max_length=recipe.max_length,
+                weights=model,
+                processes=processes,
             )
             for role, rows in splits.items()
         }
@@ -182,17 +196,19 @@ def run_merge(
                 max_length=recipe.max_length,
                 seed=recipe.seed,
             )
-        result = _soup(recipe, task, ingredients, model, scorers, progress, gradient)
+        result = scored_soup(recipe, task, ingredients, model, scorers, progress, gradient)
         result.text_columns, result.halved_split = list(task.text_columns), task.eval_splits[0]
     result.label_names = list(task.label_names if task else report.label_names or [])
     result.compatibility = report.warnings + report.notes
     result.command = command
     result.base_model = _common_base(recipe, ingredients)
     result.license = _common_license(ingredients)
-    if output is None:
+    if output is None or not processes.is_main:
         return Merge(result, None, report)
+    stored = (info.dtype for i in ingredients for info in i.tensor_infos.values() if info.is_float)
+    model.to(torch_dtype(recipe.output_dtype) if recipe.output_dtype else stored_dtype(stored))
     with staged(output, overwrite=overwrite) as staging:
-        model.save_pretrained(staging, max_shard_size=MAX_SHARD_SIZE)
+        model.save_pretrained(staging, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(staging)
         write_card_files(result, staging, repo_id=repo_id, name=output.name)
     logger.info("Wrote the soup to %s", output)
@@ -225,6 +241,19 @@ def _local_inputs(recipe: MergeRecipe) -> list[Path]:
     if recipe.finetune is not None:
         named.append(recipe.finetune.base)
     return [Path(name).expanduser() for name in named if name and Path(name).expanduser().exists()]
+
+
+def _checked_shard_size(size: int | str) -> int | str:
+    """Refuse a shard size `save_pretrained` would not read (it splits with the same huggingface_hub helper)."""
+    try:
+        split_torch_state_dict_into_shards({}, max_shard_size=size)
+        if isinstance(size, int) and size < 1:
+            raise ValueError(size)
+    except ValueError as error:
+        raise InvalidSettingError(
+            f"--max-shard-size must be a number of bytes or a size such as 500MB or 5GB, got {size!r}."
+        ) from error
+    return size
 
 
 def _refuse_independent_heads(recipe: MergeRecipe, report, allow: bool) -> None:
@@ -292,107 +321,3 @@ def _common_license(ingredients: list[Ingredient]) -> str | None:
     licenses = {str(i.card_data.get("license") or "") for i in ingredients}
     shared = licenses.pop() if len(licenses) == 1 else ""
     return shared or None
-
-
-def _score_all(scorers: dict[str, Scorer]) -> tuple[dict, dict]:
-    scores, logits = {}, {}
-    for role, scorer in scorers.items():
-        scores[role], logits[role] = scorer()
-    return scores, logits
-
-
-def _learned_settings(recipe: MergeRecipe) -> LearnedSettings:
-    """The recipe's `learned_*` fields as the learned soup's settings; fields left out keep their defaults."""
-    given = {
-        "per_layer": recipe.learned_per_layer,
-        "epochs": recipe.learned_epochs,
-        "learning_rate": recipe.learned_learning_rate,
-        "coefficients": recipe.learned_coefficients,
-    }
-    return LearnedSettings(**{key: value for key, value in given.items() if value is not None})
-
-
-def _soup(recipe, task, ingredients, model, scorers, progress, gradient) -> MergeResult:
-    """Score every ingredient, the ensemble, the uniform soup and the recipe's soup; the model ends with the soup."""
-    target = dict(model.state_dict())
-    records, all_logits = [], []
-    for ingredient in tqdm(ingredients, desc="Scoring ingredients", disable=not progress):
-        load_into(target, ingredient)
-        scores, logits = _score_all(scorers)
-        all_logits.append(logits)
-        source = ingredient.source
-        records.append(
-            IngredientRecord(
-                name=ingredient.name,
-                reference=ingredient.reference,
-                repo_id=source.repo_id,
-                revision=ingredient.revision,
-                scores=scores,
-                content_hash=source.content_hash if isinstance(source, LocalSource) else None,
-            )
-        )
-        logger.info("%s: selection score %.4f", ingredient.name, scores["selection"]["score"])
-
-    selection_scores = [record.scores["selection"]["score"] for record in records]
-    best = max(range(len(records)), key=lambda i: (selection_scores[i], -i))
-    candidates = {
-        BEST: records[best].scores,
-        ENSEMBLE: {
-            role: scorer.metrics(torch.stack([logits[role] for logits in all_logits]).mean(0))
-            for role, scorer in scorers.items()
-        },
-    }
-    if recipe.method != "uniform":
-        get_method("uniform")(ingredients, target)
-        candidates[UNIFORM] = _score_all(scorers)[0]
-
-    method = get_method(recipe.method)
-    selection = scorers["selection"]
-    # `selection.score(beat=x)` may stop a pass early; offered only when the score allows an exact bound.
-    soup = method(
-        ingredients,
-        target,
-        score=selection.score if selection.has_bound else (lambda: selection.score()),
-        individual_scores=selection_scores,
-        weights=recipe.weights,
-        gradient=gradient,
-        settings=_learned_settings(recipe),
-    )
-    candidates[SOUP] = _score_all(scorers)[0]
-    for index, weight in zip(soup.selected, soup.weights, strict=True):
-        records[index].selected, records[index].weight = True, weight
-    for step in soup.log:
-        logger.info(step.describe())
-
-    return MergeResult(
-        task=task.name,
-        dataset=recipe.dataset or DEFAULT_DATASET,
-        splits=_split_specs(recipe, task),
-        metric=recipe.metric or task.metric_name,
-        score_key=recipe.metric_key or str(task.selection_key),
-        method=method.name,
-        method_paper=method.paper,
-        method_description=method.description,
-        ingredients=records,
-        order_added=list(soup.selected),
-        log=[step.describe() for step in soup.log],
-        candidates=candidates,
-        best_ingredient=best,
-        recipe=recipe.to_dict(),
-        seed=recipe.seed,
-        top_subsets=list(soup.top_subsets),
-        coefficients=dict(soup.coefficients),
-    )
-
-
-def _split_specs(recipe: MergeRecipe, task: Task | None) -> dict[str, str]:
-    """Split role -> split spec: `selection`, `report`, and MNLI's mismatched validation, reported whole.
-
-    A plain merge (no task) reads no split.
-    """
-    if task is None:
-        return {}
-    specs = {"selection": recipe.selection_split, "report": recipe.report_split}
-    if recipe.report_split == "report":
-        specs.update({name: name for name in task.eval_splits[1:]})
-    return specs

@@ -10,6 +10,11 @@ logits and score their mean (the logit ensemble) with [`Scorer.metrics`].
 
 [`Scorer.score`] can stop a pass early, exactly: when the selection score is accuracy, binary F1 or their
 mean, as the shipped GLUE metric computes them, each batch bounds the best score the pass can still reach.
+
+A Scorer may score in another dtype than the weights are kept in (`weights`: a float32 model whose weights
+are copied into the scoring model before each pass), and split each pass between the processes a launcher
+started (`processes`, see `hfsoup/processes.py`): each process runs its share of the batches, the logits are
+gathered after every round of batches, and every process ends a pass with the same logits as one process.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from huggingface_hub.utils import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..errors import DatasetError, InvalidSettingError
+from ..processes import Processes
 from .metrics import SHIPPED_METRICS, load_metric
 from .tasks import MeanOf, Task
 
@@ -49,6 +55,10 @@ class Scorer:
         batch_size: rows per forward pass.
         max_length: longest tokenized input; longer ones are truncated.
         progress: show a progress bar over the batches of each call.
+        weights: the model whose weights are scored, when `model` is a copy of it in another dtype (see
+            `hfsoup.precision.scoring_model`): its tensors are copied into `model` before each pass. `None`
+            scores the weights in `model`.
+        processes: the processes to split each pass between (see [`Processes`]); `None` for this one alone.
 
     Raises:
         [`InvalidSettingError`]: `batch_size` or `max_length` is below 1, or the model's number of labels is
@@ -79,6 +89,8 @@ class Scorer:
         batch_size: int = 64,
         max_length: int = 128,
         progress: bool = False,
+        weights: torch.nn.Module | None = None,
+        processes: Processes | None = None,
     ):
         if batch_size < 1 or max_length < 1:
             raise InvalidSettingError(
@@ -95,6 +107,9 @@ class Scorer:
         self.model = model
         self.task = task if metric_key is None else dataclasses.replace(task, selection_key=metric_key)
         self.progress = progress
+        self._processes = processes or Processes()
+        held = weights.state_dict() if weights is not None and weights is not model else None
+        self._copies = [(tensor, held[name]) for name, tensor in model.state_dict().items()] if held else []
         self._metric = metric if isinstance(metric, evaluate.EvaluationModule) else load_metric(task, metric)
         self._label_order = _label_order(model.config.id2label, task)
         labels = dataset.with_format("numpy")[task.label_column][:]
@@ -121,23 +136,42 @@ class Scorer:
         return self._run()
 
     def _run(self, stop: Callable[[torch.Tensor, torch.Tensor], bool] | None = None) -> torch.Tensor | None:
-        """The logits in the task's label order, or `None` as soon as `stop(rows, batch_logits)` is true."""
+        """The logits in the task's label order, or `None` as soon as `stop(rows, batch_logits)` is true.
+
+        The batches run in rounds of one per process; after each round every process holds the round's
+        logits, and calls `stop` on each batch in batch order, so all processes stop after the same round.
+        """
         device = next(self.model.parameters()).device
+        if self._copies:
+            with torch.no_grad():
+                for scored, kept in self._copies:
+                    scored.copy_(kept)
         was_training = self.model.training
         self.model.eval()
         logits = torch.empty(len(self), self.task.num_labels)
+        processes, batches = self._processes, self._batches
         try:
             with torch.inference_mode():
-                for rows, batch in tqdm(
-                    self._batches, desc=f"Scoring {self.task.name}", disable=not self.progress
+                for start in tqdm(
+                    range(0, len(batches), processes.count),
+                    desc=f"Scoring {self.task.name}",
+                    disable=not self.progress,
                 ):
-                    output = self.model(**{name: tensor.to(device) for name, tensor in batch.items()})
-                    batch_logits = output.logits.float().cpu()
-                    if self._label_order is not None:
-                        batch_logits = batch_logits[:, self._label_order]
-                    logits[rows] = batch_logits
-                    if stop is not None and stop(rows, batch_logits):
-                        return None
+                    group = batches[start : start + processes.count]
+                    if processes.index < len(group):
+                        inputs = group[processes.index][1]
+                        output = self.model(**{name: tensor.to(device) for name, tensor in inputs.items()})
+                        mine = output.logits.float()
+                    else:
+                        mine = torch.empty(0, self.task.num_labels, device=device)
+                    gathered = processes.gather(mine, [len(rows) for rows, _ in group])
+                    for (rows, _), batch_logits in zip(group, gathered, strict=True):
+                        batch_logits = batch_logits.cpu()
+                        if self._label_order is not None:
+                            batch_logits = batch_logits[:, self._label_order]
+                        logits[rows] = batch_logits
+                        if stop is not None and stop(rows, batch_logits):
+                            return None
         finally:
             self.model.train(was_training)
         return logits

@@ -17,6 +17,7 @@ from hfsoup.errors import DatasetError, InvalidSettingError, UnknownNameError
 from hfsoup.eval import get_task, load_split
 from hfsoup.eval.metrics import SHIPPED_METRICS, load_metric
 from hfsoup.eval.scoring import Scorer, _UpperBound
+from hfsoup.precision import scoring_model
 
 MRPC = get_task("mrpc")
 
@@ -79,6 +80,28 @@ def test_scores_the_weights_now_in_the_model(tokenizer, tiny_ingredient_dirs, mr
     second = scorer.logits()
     assert not torch.allclose(first, second)
     torch.testing.assert_close(second, Scorer(other, tokenizer, MRPC, mrpc_rows).logits())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_low_precision_copy_scores_the_float32_weights_now_in_the_model(
+    dtype, tokenizer, tiny_ingredient_dirs, mrpc_rows
+):
+    """bfloat16 and float16 run on the CPU: the copy gets the float32 model's current weights before each pass."""
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_ingredient_dirs[0]).eval()
+    copy = scoring_model(model, dtype)
+    scorer = Scorer(copy, tokenizer, MRPC, mrpc_rows, weights=model)
+    other = AutoModelForSequenceClassification.from_pretrained(tiny_ingredient_dirs[1]).eval()
+    model.load_state_dict(other.state_dict())
+    logits = scorer.logits()
+    assert logits.dtype == torch.float32 and next(copy.parameters()).dtype == dtype
+    torch.testing.assert_close(
+        logits, Scorer(other, tokenizer, MRPC, mrpc_rows).logits(), atol=0.02, rtol=0.05
+    )
+    # Exactly what the copy computes with the float32 weights rounded once to its dtype.
+    torch.testing.assert_close(
+        logits, Scorer(other.to(dtype), tokenizer, MRPC, mrpc_rows).logits(), atol=0, rtol=0
+    )
+    assert model.dtype == torch.float32  # the weights kept are untouched
 
 
 def test_mean_of_logits_scores_an_ensemble(tokenizer, tiny_ingredient_dirs, mrpc_rows):
