@@ -67,10 +67,13 @@ def main(output_dir: str) -> None:
         shard_fraction=shard_sizes / full_size,
     )
     Path(output_dir, f"fsdp-rank{rank}.json").write_text(json.dumps(result))
-    # Both ranks finish every collective before either tears gloo down: destroying the group while the other
-    # rank still talks aborted rank 0 ("terminate called without an active exception") about 1 run in 15.
+    # Both ranks finish every collective, then leave without running C++ destructors: tearing gloo down (even
+    # after a barrier, with destroy_process_group) still aborted a rank now and then under load ("terminate
+    # called without an active exception") after its results were written.
     dist.barrier()
-    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
