@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,14 @@ def test_a_bad_sweep_recipe_is_one_line_before_any_work(
     line = user_error(capsys, "finetune", _recipe(tmp_path, tiny_base_dir, glue_hub_dir, **change))
     assert fragment in line
     assert trained == [] and not (tmp_path / "runs").exists() and not (tmp_path / "soup").exists()
+
+
+def test_json_prints_one_document_with_the_runs(tmp_path, tiny_base_dir, glue_hub_dir, capsys):
+    recipe = _recipe(tmp_path, tiny_base_dir, glue_hub_dir, runs=[{"seed": 1}], max_steps=2)
+    code, out, err = run(capsys, "finetune", recipe, "--no-soup", "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["ok"] is True and document["command"] == "finetune" and document["soup"] is None
+    (record,) = document["runs"]
+    assert record["steps"] == 2 and set(record["scores"]) == {"raw", "ema"}
+    assert [Path(folder).name for folder in record["folders"]] == ["raw", "ema"]
