@@ -18,6 +18,7 @@ from pathlib import Path
 
 import datasets
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, set_seed
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..ema import EmaTrainerCallback
@@ -104,6 +105,8 @@ def train_run(
     trainer = Trainer(
         model=model, args=plan.args, train_dataset=train, processing_class=tokenizer, callbacks=callbacks
     )
+    if not progress:  # no bar, and no loss dictionaries printed on stdout either (the log says Run i/N)
+        trainer.remove_callback(PrinterCallback)
     checkpoint = get_last_checkpoint(plan.args.output_dir) if Path(plan.args.output_dir).is_dir() else None
     if checkpoint:
         logger.info("Resuming %s from %s", plan.name, checkpoint)
