@@ -195,6 +195,7 @@ def run_merge(
                 batch_size=recipe.batch_size,
                 max_length=recipe.max_length,
                 seed=recipe.seed,
+                processes=processes,
             )
         result = scored_soup(recipe, task, ingredients, model, scorers, progress, gradient)
         result.text_columns, result.halved_split = list(task.text_columns), task.eval_splits[0]

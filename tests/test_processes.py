@@ -77,6 +77,7 @@ def test_a_launched_split_scores_bit_for_bit_as_one_process(tmp_path, glue_hub_d
     for rank in ranks:
         assert rank["count"] == 2 and rank["has_bound"]
         assert rank["same_logits"] and rank["same_bf16_logits"]
+        assert rank["loss_close"]  # the learned soup's batch loss and gradients, split, equal one process's
         for beat, split, alone, _ in rank["scores"]:
             assert split == alone, beat  # the same score, or the same early stop (None)
         stopped = rank["scores"][-1]  # beat 0.99: the pass stops after the first round that proves it lost

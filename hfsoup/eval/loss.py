@@ -61,6 +61,7 @@ class SelectionLoss:
         batch_size: int = 64,
         max_length: int = 128,
         seed: int = 0,
+        processes=None,
     ):
         if batch_size < 1 or max_length < 1:
             raise InvalidSettingError(
@@ -78,6 +79,7 @@ class SelectionLoss:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.seed = seed
+        self.processes = processes  # launched processes (hfsoup.processes.Processes) share each batch's rows
         self._label_order = _label_order(model.config.id2label, task)
         texts = [dataset[column][:] for column in task.text_columns]
         self._encodings = dict(tokenizer(*texts, truncation=True, max_length=max_length))
@@ -100,10 +102,32 @@ class SelectionLoss:
         The gradients are taken out of the model (its parameters' `.grad` are `None` afterwards).
         """
         rows = self.rows(epoch, batch)
+        count = 1 if self.processes is None else self.processes.count
+        if count == 1:
+            loss, grads = self._loss_and_grads(rows, "mean")
+            return float(loss), grads
+        # Launched processes: each takes every count-th row of the batch, and the sums of their per-row losses
+        # and gradients are added up across processes, then divided by the batch's rows: the batch's mean, the
+        # same as one process up to the order of the additions.
+        loss, grads = self._loss_and_grads(rows[self.processes.index :: count], "sum")
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        grads = {
+            name: grads.get(name, torch.zeros_like(p)) for name, p in trainable
+        }  # the same sums everywhere
+        total = self.processes.reduce(torch.tensor([loss], dtype=torch.float64), "sum")
+        for name, grad in grads.items():
+            grads[name] = self.processes.reduce(grad, "sum") / len(rows)
+        return float(total[0]) / len(rows), grads
+
+    def _loss_and_grads(self, rows: np.ndarray, reduction: str) -> tuple[float, dict[str, torch.Tensor]]:
+        """The loss of `rows` (their mean or sum) and its gradient of each trainable tensor, by name."""
+        parameters = dict(self.model.named_parameters())
+        if len(rows) == 0:  # a process with no row of this batch still takes part in the sums
+            trainable = {n: p for n, p in parameters.items() if p.requires_grad}
+            return 0.0, {name: torch.zeros_like(p) for name, p in trainable.items()}
         features = {name: [values[row] for row in rows] for name, values in self._encodings.items()}
         inputs = self.tokenizer.pad(features, return_tensors="pt")
         device = next(self.model.parameters()).device
-        parameters = dict(self.model.named_parameters())
         was_training = self.model.training
         self.model.eval()
         try:
@@ -115,9 +139,9 @@ class SelectionLoss:
                     logits = logits[:, self._label_order]
                 labels = self._labels[rows].to(device)
                 if self.task.is_regression:
-                    loss = torch.nn.functional.mse_loss(logits[:, 0], labels)
+                    loss = torch.nn.functional.mse_loss(logits[:, 0], labels, reduction=reduction)
                 else:
-                    loss = torch.nn.functional.cross_entropy(logits, labels)
+                    loss = torch.nn.functional.cross_entropy(logits, labels, reduction=reduction)
                 loss.backward()
             grads = {}
             for name, parameter in parameters.items():

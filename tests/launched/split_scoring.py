@@ -48,12 +48,21 @@ def main(glue_dir: str, output_dir: str) -> None:
     split_bf16 = Scorer(bf16, tokenizer, MRPC, rows, batch_size=7, weights=model, processes=processes)
     alone_bf16 = Scorer(bf16, tokenizer, MRPC, rows, batch_size=7, weights=model)
 
+    from hfsoup.eval.loss import SelectionLoss
+
+    loss_split = SelectionLoss(model, tokenizer, MRPC, rows, batch_size=16, processes=processes)
+    loss_alone = SelectionLoss(model, tokenizer, MRPC, rows, batch_size=16)
+    (value, grads), (value_alone, grads_alone) = loss_split(0, 0), loss_alone(0, 0)
+    loss_close = abs(value - value_alone) < 1e-5 and grads.keys() == grads_alone.keys()
+    loss_close = loss_close and all(torch.allclose(grads[n], grads_alone[n], atol=1e-6) for n in grads)
+
     index = processes.index
     gathered = processes.gather(torch.full((index + 1, 2), float(index)), [1, 2])
     result = {
         "count": processes.count,
         "is_main": processes.is_main,
         "same_logits": same_logits,
+        "loss_close": loss_close,
         "split_batches": split_batches,
         "has_bound": split.has_bound,
         "scores": [[beat, *values] for beat, values in scores.items()],
