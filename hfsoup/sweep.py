@@ -58,7 +58,8 @@ def run_finetune(
     )
     soup_dir = sweep.soup_dir
     if soup_dir is not None:
-        get_method(sweep.soup_recipe([]).method).check_count(sweep.soup_recipe([]).ingredient_count)
+        planned = sweep.soup_recipe([])  # the soup of the ingredients the sweep will yield
+        get_method(planned.method).check_count(planned.ingredient_count)
         check_output(soup_dir, overwrite=overwrite)
     runs = finetune_sweep(
         sweep.finetune,

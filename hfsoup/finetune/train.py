@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import datasets
+from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, set_seed
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
@@ -125,7 +126,7 @@ def train_run(
             if "ema" in kinds:
                 save_model_folder(model, tokenizer, partial / "ema")
     for epoch in recipe.snapshot_epochs:
-        model.load_state_dict(_weights(partial / f"epoch-{epoch}"))
+        model.load_state_dict(load_file(partial / f"epoch-{epoch}" / "model.safetensors"))
         scores[f"epoch-{epoch}"] = scorer()[0]
     record = {
         "name": plan.name,
@@ -148,9 +149,3 @@ def folder_kinds(recipe: FinetuneRecipe) -> list[str]:
     """The model folders of a run, in ingredient order: raw, EMA, then the epoch snapshots."""
     kinds = recipe.ingredient_kinds
     return [k for k in ("raw", "ema") if k in kinds] + [f"epoch-{e}" for e in recipe.snapshot_epochs]
-
-
-def _weights(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(folder / "model.safetensors")
