@@ -169,3 +169,51 @@ def test_json_prints_one_document_with_the_runs(tmp_path, tiny_base_dir, glue_hu
     (record,) = document["runs"]
     assert record["steps"] == 2 and set(record["scores"]) == {"raw", "ema"}
     assert [Path(folder).name for folder in record["folders"]] == ["raw", "ema"]
+
+
+def test_a_sweep_on_a_dataset_s_own_columns_trains_labels_and_soups(tmp_path, tiny_base_dir, capsys):
+    """A JSON lines file of sentence pairs with string labels, named by its columns instead of a task."""
+    from dataset_files import nli_jsonl
+
+    data = nli_jsonl(tmp_path, rows=60)
+    recipe = {
+        "dataset": str(data),
+        "text_columns": ["premise", "hypothesis"],
+        "label_column": "label",
+        "base": str(tiny_base_dir),
+        "output_dir": str(tmp_path / "runs"),
+        "train_split": "train[:36]",
+        "max_steps": 3,
+        "batch_size": 12,
+        "max_length": 32,
+        "learning_rate": 1e-3,
+        "runs": [{"seed": 1}, {"seed": 2}],
+        "soup": {
+            "method": "uniform",
+            "selection_split": "train[36:48]",
+            "report_split": "train[48:]",
+            "output_dir": str(tmp_path / "soup"),
+        },
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    code, out, err = run(capsys, "finetune", path, "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert len(document["runs"]) == 2 and all(record["steps"] == 3 for record in document["runs"])
+    sorted_labels = {"0": "contradiction", "1": "entailment", "2": "neutral"}  # string labels, sorted
+    for record in document["runs"]:
+        for folder in record["folders"]:
+            config = json.loads((Path(folder) / "config.json").read_text())
+            assert config["id2label"] == sorted_labels
+    soup = yaml.safe_load((tmp_path / "soup" / "soup.yaml").read_text())
+    assert len(soup["ingredients"]) == 4
+    assert soup["recipe"]["text_columns"] == ["premise", "hypothesis"]
+    assert soup["recipe"]["label_column"] == "label" and soup["recipe"]["dataset"] == str(data)
+    # The soup replays from its soup.yaml to the same weights.
+    code, _out, err = run(
+        capsys, "merge", "--recipe", tmp_path / "soup" / "soup.yaml", "--output-dir", tmp_path / "again"
+    )
+    assert code == 0, err
+    left, right = _weights(tmp_path / "soup"), _weights(tmp_path / "again")
+    assert all(torch.equal(left[name], right[name]) for name in left)

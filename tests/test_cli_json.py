@@ -6,11 +6,11 @@ import json
 from importlib.metadata import version
 
 import pytest
+import transformers
 import yaml
 from cli_helpers import quick_mrpc, run, user_error
 from tiny_models import save_model_folder, tiny_bert, tiny_tokenizer
 
-import hfsoup.cli
 from hfsoup.cli import main
 
 
@@ -132,13 +132,17 @@ def test_inspect_json_of_metadata_only(capsys, tiny_ingredient_dirs):
     [(KeyboardInterrupt, 130, "KeyboardInterrupt"), (RuntimeError, 3, "RuntimeError")],
 )
 def test_interrupts_and_internal_errors_with_json_give_an_error_document(
-    capsys, monkeypatch, tmp_path, raised, code, kind
+    capsys, monkeypatch, tmp_path, tiny_ingredient_dirs, glue_hub_dir, raised, code, kind
 ):
+    """A Ctrl-C, or a fault inside a library, while a real merge reads its ingredients' configs."""
+
     def fail(*args, **kwargs):
         raise raised("stop")
 
-    monkeypatch.setattr(hfsoup.cli, "_recipe", fail)
-    exit_code, out, err = run(capsys, "merge", tmp_path / "model", "--task", "mrpc", "--json")
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", fail)
+    out_dir = tmp_path / "soup"
+    args = quick_mrpc(tiny_ingredient_dirs[:2], glue_hub_dir)
+    exit_code, out, err = run(capsys, "merge", *args, "--output-dir", out_dir, "--json")
     assert exit_code == code and len(err.strip().splitlines()) == 1
     document = json.loads(out)
     assert (
@@ -146,6 +150,7 @@ def test_interrupts_and_internal_errors_with_json_give_an_error_document(
         and document["error"]["type"] == kind
         and document["error"]["exit_code"] == code
     )
+    assert list(tmp_path.iterdir()) == []  # no soup folder, nor a half-written one
 
 
 def test_a_usage_error_with_json_prints_no_document(capsys):
