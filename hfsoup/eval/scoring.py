@@ -9,7 +9,7 @@ Logits come back in dataset order and in the task's label order, so a caller can
 logits and score their mean (the logit ensemble) with [`Scorer.metrics`].
 
 [`Scorer.score`] can stop a pass early, exactly: when the selection score is accuracy, binary F1 or their
-mean, as the shipped GLUE metric computes them, each batch bounds the best score the pass can still reach.
+mean, as the shipped GLUE and accuracy metrics compute them, each batch bounds the best score the pass can still reach.
 
 A Scorer may score in another dtype than the weights are kept in (`weights`: a float32 model whose weights
 are copied into the scoring model before each pass), and split each pass between the processes a launcher
@@ -276,15 +276,15 @@ def _bound_keys(task: Task, metric: evaluate.EvaluationModule) -> tuple[str, ...
     key = task.selection_key
     keys = (key,) if isinstance(key, str) else key.keys if isinstance(key, MeanOf) else ()
     allowed = {"accuracy", "f1"} if task.num_labels == 2 else {"accuracy"}
-    if task.is_regression or not keys or not set(keys) <= allowed or not _is_shipped_glue(metric):
+    if task.is_regression or not keys or not set(keys) <= allowed or not _is_shipped_classification(metric):
         return None
     return tuple(keys)
 
 
-def _is_shipped_glue(metric: evaluate.EvaluationModule) -> bool:
-    """Whether `metric` runs hfsoup's own GLUE code (`evaluate` imports a copy of it), whose keys are known."""
-    source = Path(inspect.getfile(type(metric)))
-    return source.read_bytes() == (SHIPPED_METRICS["glue"] / "glue.py").read_bytes()
+def _is_shipped_classification(metric: evaluate.EvaluationModule) -> bool:
+    """Whether `metric` runs hfsoup's own GLUE or accuracy code (`evaluate` imports a copy), whose keys are known."""
+    source = Path(inspect.getfile(type(metric))).read_bytes()
+    return any(source == (SHIPPED_METRICS[name] / f"{name}.py").read_bytes() for name in ("glue", "accuracy"))
 
 
 class _UpperBound:

@@ -14,7 +14,7 @@ from tiny_models import tiny_bert, tiny_tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfsoup.errors import DatasetError, InvalidSettingError, UnknownNameError
-from hfsoup.eval import get_task, load_split
+from hfsoup.eval import get_task, load_split, resolve_task
 from hfsoup.eval.metrics import SHIPPED_METRICS, load_metric
 from hfsoup.eval.scoring import Scorer, _UpperBound
 from hfsoup.precision import scoring_model
@@ -230,6 +230,30 @@ def test_score_with_beat_is_exact(split_model, tokenizer, mrpc_rows, metric_key)
             if beat < full:
                 assert value == full
         assert stopped_early
+    finally:
+        hook.remove()
+
+
+def test_the_shipped_accuracy_of_a_dataset_task_stops_early_and_exactly(tmp_path, split_model, tokenizer):
+    """A task defined by a dataset's columns scores with the shipped `accuracy` module, which has a bound."""
+    from dataset_files import sentiment_parquet
+
+    data = sentiment_parquet(tmp_path, rows=40)
+    task = resolve_task(dataset=str(data), text_columns=["text"])
+    rows = load_split(task, "train", dataset=str(data))
+    scorer = Scorer(split_model, tokenizer, task, rows, batch_size=4)
+    assert scorer.has_bound
+    passes = []
+    hook = split_model.register_forward_pre_hook(
+        lambda _m, _args, kwargs: passes.append(len(kwargs["input_ids"])), with_kwargs=True
+    )
+    try:
+        full = scorer.score()
+        assert 0 < full < 1 and full == accuracy_score(rows["label"], scorer.logits().argmax(-1).numpy())
+        for beat in (full - 0.1, math.nextafter(full, -1)):
+            assert scorer.score(beat=beat) == full
+        passes.clear()
+        assert scorer.score(beat=1.0) is None and sum(passes) < len(rows)  # stopped before the last batch
     finally:
         hook.remove()
 
