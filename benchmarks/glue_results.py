@@ -92,9 +92,10 @@ def evaluate(tasks, work: Path, data: Path, seeds: list[int], runs: int = 8) -> 
 
     For each seed, validation is cut into the seeded `selection` and `report` halves of `hfsoup merge`; each
     method chooses on `selection` with hfsoup's own soup methods (`get_method`), and is reported on both.
-    Methods: each ingredient, the best single (by selection), the uniform soups of all 16, of the 8 raw and of
-    the 8 EMA ingredients, greedy over all 16, exhaustive over the 8 EMA ingredients (255 subsets), learned
-    over all 16, and the logit ensemble of all 16.
+    Methods: each ingredient, the best single (by selection), the uniform soups of all ingredients, of the raw
+    and of the EMA ones, greedy over all, exhaustive over the EMA ingredients (255 subsets for 8 runs, 15 for
+    4), learned over all, and the logit ensemble of all. A task is evaluated once it has `runs` finished runs,
+    and all of its finished runs are used.
     """
     from hfsoup.eval import get_task, load_split
     from hfsoup.eval.scoring import Scorer
