@@ -216,10 +216,15 @@ def report(tasks, work: Path) -> None:
         _folders, records = _ingredients(work / name)
         records = [record for record in records if record["name"] in saved["runs"]]
         print(f"\n### {name}: {len(records)} runs, {len(results)} selection/report splits\n")
-        print("| run | raw | EMA | EMA - raw |\n|---|---|---|---|")
+        print("| run | steps | training s | raw | EMA | EMA - raw |\n|---|---:|---:|---:|---:|---:|")
         for record in records:
             raw, ema = (record["scores"][kind]["score"] for kind in ("raw", "ema"))
-            print(f"| {record['name']} | {raw:.4f} | {ema:.4f} | {ema - raw:+.4f} |")
+            seconds = f"{record['train_seconds_this_session']:.0f}"
+            if record.get("resumed_from"):
+                seconds += " (resumed)"
+            print(
+                f"| {record['name']} | {record['steps']} | {seconds} | {raw:.4f} | {ema:.4f} | {ema - raw:+.4f} |"
+            )
         print(
             "\n| method | report score | minus best single, selection | minus best single, report | ingredients kept |"
         )
