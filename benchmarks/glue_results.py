@@ -87,7 +87,9 @@ def _ingredients(run_dir: Path) -> tuple[list[str], list[dict]]:
     return folders, records
 
 
-def evaluate(tasks, work: Path, data: Path, seeds: list[int], runs: int = 8) -> None:
+def evaluate(
+    tasks, work: Path, data: Path, seeds: list[int], runs: int = 8, learned_rates: tuple[float, ...] = ()
+) -> None:
     """Score every method on `seeds` selection/report splits of each task's validation (resumable).
 
     For each seed, validation is cut into the seeded `selection` and `report` halves of `hfsoup merge`; each
@@ -95,9 +97,10 @@ def evaluate(tasks, work: Path, data: Path, seeds: list[int], runs: int = 8) -> 
     Methods: each ingredient, the best single (by selection), the uniform soups of all ingredients, of the raw
     and of the EMA ones, greedy over all, exhaustive over the EMA ingredients (255 subsets for 8 runs, 15 for
     4), learned over all, and the logit ensemble of all. A task is evaluated once it has `runs` finished runs,
-    and all of its finished runs are used.
+    and all of its finished runs are used. Each of `learned_rates` adds the learned soup fitted with that Adam
+    learning rate (`learned lr=<rate>`), also to splits evaluated before.
     """
-    from hfsoup.eval import get_task, load_split
+    from hfsoup.eval import get_task, halves, load_split
     from hfsoup.eval.scoring import Scorer
     from hfsoup.soup import check_compatibility, load_ingredients, load_into
 
@@ -112,7 +115,10 @@ def evaluate(tasks, work: Path, data: Path, seeds: list[int], runs: int = 8) -> 
         saved = json.loads(out.read_text()) if out.is_file() else {}
         # Results of another set of runs (a task evaluated before all its runs finished) are started anew.
         results = saved.get("splits", {}) if saved.get("runs") == names else {}
-        todo = [seed for seed in seeds if str(seed) not in results]
+        extras = {_learned_label(rate): rate for rate in learned_rates}
+        todo = [
+            seed for seed in seeds if str(seed) not in results or not set(extras) <= set(results[str(seed)])
+        ]
         if not todo:
             continue
         ingredients = load_ingredients(folders)
@@ -129,8 +135,23 @@ def evaluate(tasks, work: Path, data: Path, seeds: list[int], runs: int = 8) -> 
             individual.append(cache())
         for seed in todo:
             began = time.perf_counter()
-            line = _evaluate_seed(seed, rows, model, tokenizer, task, cache, individual, ingredients, target)
-            line["seconds"] = round(time.perf_counter() - began, 1)
+            line = results.get(str(seed))
+            if line is None:
+                line = _evaluate_seed(
+                    seed, rows, model, tokenizer, task, cache, individual, ingredients, target
+                )
+            cut = halves(rows.num_rows, seed)
+            for label, rate in extras.items():
+                if label not in line:
+                    selection = rows.select(cut["selection"])
+                    fitted = _learned(
+                        ingredients, target, model, tokenizer, task, selection, learning_rate=rate
+                    )
+                    logits = cache()
+                    line[label] = dict(
+                        _role_scores(rows, cut, model, tokenizer, task, logits), coefficients=fitted
+                    )
+            line["seconds"] = round(line.get("seconds", 0) + time.perf_counter() - began, 1)
             results[str(seed)] = line
             out.write_text(json.dumps({"runs": names, "splits": results}, indent=1))
             print(
@@ -177,13 +198,31 @@ def _evaluate_seed(seed, rows, model, tokenizer, task, cache, individual, ingred
     return line
 
 
-def _learned(ingredients, target, model, tokenizer, task, selection_rows) -> dict:
-    """The learned soup of all ingredients, fitted on the selection half with hfsoup's defaults; its coefficients."""
+def _learned(ingredients, target, model, tokenizer, task, selection_rows, learning_rate=None) -> dict:
+    """The learned soup of all ingredients, fitted on the selection half (hfsoup's defaults unless a learning
+    rate is given); its coefficients."""
     from hfsoup.eval.loss import SelectionLoss
-    from hfsoup.soup import get_method
+    from hfsoup.soup import LearnedSettings, get_method
 
     gradient = SelectionLoss(model, tokenizer, task, selection_rows, max_length=128)
-    return get_method("learned")(ingredients, target, gradient=gradient).coefficients
+    settings = LearnedSettings() if learning_rate is None else LearnedSettings(learning_rate=learning_rate)
+    return get_method("learned")(ingredients, target, gradient=gradient, settings=settings).coefficients
+
+
+def _learned_label(rate: float) -> str:
+    return f"learned lr={rate:g}"
+
+
+def _role_scores(rows, cut, model, tokenizer, task, logits) -> dict:
+    """The scores of whole-split `logits` on the selection and report halves `cut`."""
+    from hfsoup.eval.scoring import Scorer
+
+    return {
+        role: Scorer(model, tokenizer, task, rows.select(cut[role]), max_length=128).metrics(
+            logits[cut[role]]
+        )["score"]
+        for role in cut
+    }
 
 
 METHODS = (
@@ -229,7 +268,8 @@ def report(tasks, work: Path) -> None:
             "\n| method | report score | minus best single, selection | minus best single, report | ingredients kept |"
         )
         print("|---|---|---|---|---|")
-        for method in METHODS:
+        extra = sorted({key for line in results.values() for key in line if key.startswith("learned lr=")})
+        for method in (*METHODS, *extra):
             lines = [line for line in results.values() if method in line]
             if not lines:
                 continue
@@ -268,6 +308,13 @@ def main(argv=None) -> int:
         default=8,
         help="evaluate a task once this many of its runs are finished (default 8)",
     )
+    parser.add_argument(
+        "--learned-rates",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also fit the learned soup with these Adam learning rates (added to splits evaluated before)",
+    )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "glue-hub")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -275,7 +322,14 @@ def main(argv=None) -> int:
     if args.phase == "train":
         train(args.tasks, args.work, args.data, seeds=args.train_seeds)
     elif args.phase == "evaluate":
-        evaluate(args.tasks, args.work, args.data, list(range(args.seeds)), runs=args.runs)
+        evaluate(
+            args.tasks,
+            args.work,
+            args.data,
+            list(range(args.seeds)),
+            runs=args.runs,
+            learned_rates=tuple(args.learned_rates),
+        )
     else:
         report(args.tasks, args.work)
     return 0

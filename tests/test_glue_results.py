@@ -67,7 +67,16 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
     bench.evaluate(["mrpc"], tmp_path, glue_hub_dir, [0, 1, 2], runs=4)  # seed 2 reuses every soup's logits
     assert len(list((tmp_path / "mrpc" / "logits").iterdir())) <= computed + 20
     assert "2" in json.loads((tmp_path / "mrpc" / "results.json").read_text())["splits"]
+    bench.evaluate(
+        ["mrpc"], tmp_path, glue_hub_dir, [0], runs=4, learned_rates=(0.5,)
+    )  # added to seed 0 only
+    again = json.loads((tmp_path / "mrpc" / "results.json").read_text())["splits"]
+    assert "learned lr=0.5" in again["0"] and "learned lr=0.5" not in again["1"]
+    assert again["0"]["learned"] == results["0"]["learned"] and again["1"] == results["1"]
+    (faster,) = again["0"]["learned lr=0.5"]["coefficients"].values()
+    assert abs(sum(faster) - 1) < 1e-5 and faster != coefficients
     bench.report(["mrpc", "rte"], tmp_path)
     printed = capsys.readouterr().out
     assert "### mrpc: 4 runs, 3 selection/report splits" in printed and "rte: no results yet" in printed
     assert "| greedy |" in printed and "| exhaustive EMA |" in printed and "| best single | " in printed
+    assert "| learned lr=0.5 |" in printed
