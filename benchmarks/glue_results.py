@@ -243,8 +243,10 @@ def report(tasks, work: Path) -> None:
     """Print, per task, each run's raw and EMA validation scores, and each method minus the best single.
 
     The differences are taken per selection/report split (seed), then averaged: mean and standard deviation
-    over the seeds, on the selection half (where methods choose) and on the report half (held out).
+    over the seeds, on the selection half (where methods choose) and on the report half (held out). A last
+    table puts the report-half differences of every task side by side.
     """
+    summary: dict[str, dict[str, str]] = {}
     for name in tasks:
         out = work / name / "results.json"
         if not out.is_file():
@@ -279,11 +281,18 @@ def report(tasks, work: Path) -> None:
                 gaps = [line[method][role] - line["best single"][role] for line in lines]
                 spread = statistics.stdev(gaps) if len(gaps) > 1 else 0.0
                 cells.append(f"{statistics.mean(gaps):+.4f} ± {spread:.4f}")
+            summary.setdefault(method, {})[name] = cells[-1]
             kept = [len(line[method].get("selected", [])) for line in lines]
             cells.append(f"{statistics.mean(kept):.1f}" if any(kept) else "")
             print(f"| {method} | " + " | ".join(cells) + " |")
         seconds = sum(line.get("seconds", 0) for line in results.values())
         print(f"\n(evaluation: {seconds:.0f} s over {len(results)} splits)")
+    done = [name for name in tasks if any(name in cells for cells in summary.values())]
+    if len(done) > 1:
+        print("\n### Each method minus the best single ingredient, report halves, per task\n")
+        print("| method | " + " | ".join(done) + " |\n|---|" + "---:|" * len(done))
+        for method, cells in summary.items():
+            print(f"| {method} | " + " | ".join(cells.get(name, "") for name in done) + " |")
 
 
 def main(argv=None) -> int:
