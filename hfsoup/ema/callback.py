@@ -133,11 +133,11 @@ class EmaTrainerCallback(TrainerCallback):
     The averaging settings (`decay`, `warmup`, `warmup_gamma`, `warmup_power`, `min_decay`, `start_step`,
     `update_every`, `device`, `include_buffers`, `bias_correction`, `trainable_only`) are those of [`ModelEma`], documented
     there with their trade-offs; steps are the Trainer's optimizer steps (`state.global_step`). The default
-    schedule is timm's warm-up, chosen by measurement (`benchmarks/ema_schedules.py`: nine EMAs of one real
-    MRPC fine-tune of 345 steps, RESULTS.md): it was the only schedule whose EMA stayed within 0.002 of the
-    raw weights at every requested decay (0.99, 0.999, 0.9999), where a constant decay or bias correction lost
-    about 0.01 at 0.99 and 0.05 to 0.20 at 0.999 and 0.9999, by averaging over more steps than the run had (one
-    seed: a measurement to repeat, not a law). It forgets the starting
+    schedule is timm's warm-up, chosen by measurement (`benchmarks/ema_schedules.py`: nine EMAs of each of two
+    real MRPC fine-tunes of 345 steps, RESULTS.md): it was the only schedule whose EMA stayed within 0.002 of
+    the raw weights at every requested decay (0.99, 0.999, 0.9999) on both, where a constant decay or bias
+    correction lost about 0.01 at 0.99 and 0.05 to 0.21 at 0.999 and 0.9999, by averaging over more steps than
+    the run had (two seeds of one task: a measurement to repeat, not a law). It forgets the starting
     weights fast but reaches the requested decay late: after about `(1 - decay) ** -1.5` updates, that is 1,000
     for 0.99, 31,623 for 0.999 and 1,000,000 for 0.9999, so in a run of a few thousand steps `decay` is a
     ceiling and the average spans the last few percent of the run. `bias_correction=True` (which turns the warm-up off)
