@@ -96,7 +96,7 @@ def evaluate(
     method chooses on `selection` with hfsoup's own soup methods (`get_method`), and is reported on both.
     Methods: each ingredient, the best single (by selection), the uniform soups of all ingredients, of the raw
     and of the EMA ones, greedy over all, exhaustive over the EMA ingredients (255 subsets for 8 runs, 15 for
-    4), learned over all, and the logit ensemble of all. A task is evaluated once it has `runs` finished runs,
+    4), learned over all at Adam lr 0.05 (hfsoup's default until these results), and the logit ensemble of all. A task is evaluated once it has `runs` finished runs,
     and all of its finished runs are used. Each of `learned_rates` adds the learned soup fitted with that Adam
     learning rate (`learned lr=<rate>`), also to splits evaluated before.
     """
@@ -193,7 +193,7 @@ def _evaluate_seed(seed, rows, model, tokenizer, task, cache, individual, ingred
     line["greedy"] = dict(scores(cache()), selected=soup.selected)
     soup = get_method("exhaustive")(ema, target, score=selection_score, individual_scores=sel[1::2])
     line["exhaustive EMA"] = dict(scores(cache()), selected=[2 * i + 1 for i in soup.selected])
-    learned = _learned(ingredients, target, model, tokenizer, task, rows.select(cut["selection"]))
+    learned = _learned(ingredients, target, model, tokenizer, task, rows.select(cut["selection"]), 0.05)
     line["learned"] = dict(scores(cache()), coefficients=learned)
     return line
 

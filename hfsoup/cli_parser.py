@@ -41,7 +41,7 @@ def _merge_parser(sub) -> None:
         "--learned-lr",
         dest="learned_learning_rate",
         type=float,
-        help="with --method learned: Adam's learning rate on the coefficients' logits (default 0.05)",
+        help="with --method learned: Adam's learning rate on the coefficients' logits (default 0.5)",
     )
     merge.add_argument("--dataset", help="Hub dataset id, local folder or data file (default nyu-mll/glue)")
     merge.add_argument(

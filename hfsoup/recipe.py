@@ -75,7 +75,7 @@ class MergeRecipe:
         learned_per_layer: `learned` only: one coefficient per ingredient and tensor group (default: one per
             ingredient). See `hfsoup.soup.methods.LearnedSettings` for this and the next two.
         learned_epochs: `learned` only: passes over the selection split (default 5).
-        learned_learning_rate: `learned` only: Adam's learning rate on the coefficients' logits (default 0.05).
+        learned_learning_rate: `learned` only: Adam's learning rate on the coefficients' logits (default 0.5).
         learned_coefficients: `learned` only: the coefficients a fit recorded (group -> one per model), which a
             replay of its `soup.yaml` reuses instead of fitting; dropped when the method or a `learned_*`
             setting is overridden.
