@@ -100,7 +100,7 @@ def evaluate(
     and all of its finished runs are used. Each of `learned_rates` adds the learned soup fitted with that Adam
     learning rate (`learned lr=<rate>`), also to splits evaluated before.
     """
-    from hfsoup.eval import get_task, halves, load_split
+    from hfsoup.eval import get_task, load_split
     from hfsoup.eval.scoring import Scorer
     from hfsoup.soup import check_compatibility, load_ingredients, load_into
 
@@ -135,22 +135,14 @@ def evaluate(
             individual.append(cache())
         for seed in todo:
             began = time.perf_counter()
+            split = SplitHalves(seed, rows, model, tokenizer, task)
             line = results.get(str(seed))
             if line is None:
-                line = _evaluate_seed(
-                    seed, rows, model, tokenizer, task, cache, individual, ingredients, target
-                )
-            cut = halves(rows.num_rows, seed)
+                line = _evaluate_seed(split, model, tokenizer, task, cache, individual, ingredients, target)
             for label, rate in extras.items():
                 if label not in line:
-                    selection = rows.select(cut["selection"])
-                    fitted = _learned(
-                        ingredients, target, model, tokenizer, task, selection, learning_rate=rate
-                    )
-                    logits = cache()
-                    line[label] = dict(
-                        _role_scores(rows, cut, model, tokenizer, task, logits), coefficients=fitted
-                    )
+                    fitted = _learned(ingredients, target, model, tokenizer, task, split.selection_rows, rate)
+                    line[label] = dict(split.scores(cache()), coefficients=fitted)
             line["seconds"] = round(line.get("seconds", 0) + time.perf_counter() - began, 1)
             results[str(seed)] = line
             out.write_text(json.dumps({"runs": names, "splits": results}, indent=1))
@@ -160,20 +152,33 @@ def evaluate(
             sys.stdout.flush()
 
 
-def _evaluate_seed(seed, rows, model, tokenizer, task, cache, individual, ingredients, target) -> dict:
+class SplitHalves:
+    """One seed's `selection` and `report` halves of validation, each with its Scorer, built once per seed."""
+
+    def __init__(self, seed, rows, model, tokenizer, task):
+        from hfsoup.eval import halves
+        from hfsoup.eval.scoring import Scorer
+
+        self.cut = halves(rows.num_rows, seed)
+        self.selection_rows = rows.select(self.cut["selection"])
+        self.scorers = {
+            role: Scorer(model, tokenizer, task, rows.select(self.cut[role]), max_length=128)
+            for role in self.cut
+        }
+
+    def scores(self, logits: torch.Tensor) -> dict[str, float]:
+        """The scores of whole-split `logits` on each half."""
+        return {role: self.scorers[role].metrics(logits[self.cut[role]])["score"] for role in self.cut}
+
+
+def _evaluate_seed(split, model, tokenizer, task, cache, individual, ingredients, target) -> dict:
     """Every method's selection and report scores on the seed's halves of validation."""
-    from hfsoup.eval import halves
-    from hfsoup.eval.scoring import Scorer
     from hfsoup.soup import get_method
 
-    cut = halves(rows.num_rows, seed)
-    scorers = {role: Scorer(model, tokenizer, task, rows.select(cut[role]), max_length=128) for role in cut}
-
-    def scores(logits):
-        return {role: scorers[role].metrics(logits[cut[role]])["score"] for role in cut}
+    scores = split.scores
 
     def selection_score():
-        return scorers["selection"].metrics(cache()[cut["selection"]])["score"]
+        return split.scorers["selection"].metrics(cache()[split.cut["selection"]])["score"]
 
     raw, ema = ingredients[0::2], ingredients[1::2]
     line = {"ingredients": [scores(logits) for logits in individual]}
@@ -193,36 +198,23 @@ def _evaluate_seed(seed, rows, model, tokenizer, task, cache, individual, ingred
     line["greedy"] = dict(scores(cache()), selected=soup.selected)
     soup = get_method("exhaustive")(ema, target, score=selection_score, individual_scores=sel[1::2])
     line["exhaustive EMA"] = dict(scores(cache()), selected=[2 * i + 1 for i in soup.selected])
-    learned = _learned(ingredients, target, model, tokenizer, task, rows.select(cut["selection"]), 0.05)
+    learned = _learned(ingredients, target, model, tokenizer, task, split.selection_rows, 0.05)
     line["learned"] = dict(scores(cache()), coefficients=learned)
     return line
 
 
-def _learned(ingredients, target, model, tokenizer, task, selection_rows, learning_rate=None) -> dict:
-    """The learned soup of all ingredients, fitted on the selection half (hfsoup's defaults unless a learning
-    rate is given); its coefficients."""
+def _learned(ingredients, target, model, tokenizer, task, selection_rows, learning_rate: float) -> dict:
+    """The learned soup of all ingredients, fitted on the selection half at this Adam rate; its coefficients."""
     from hfsoup.eval.loss import SelectionLoss
     from hfsoup.soup import LearnedSettings, get_method
 
     gradient = SelectionLoss(model, tokenizer, task, selection_rows, max_length=128)
-    settings = LearnedSettings() if learning_rate is None else LearnedSettings(learning_rate=learning_rate)
+    settings = LearnedSettings(learning_rate=learning_rate)
     return get_method("learned")(ingredients, target, gradient=gradient, settings=settings).coefficients
 
 
 def _learned_label(rate: float) -> str:
     return f"learned lr={rate:g}"
-
-
-def _role_scores(rows, cut, model, tokenizer, task, logits) -> dict:
-    """The scores of whole-split `logits` on the selection and report halves `cut`."""
-    from hfsoup.eval.scoring import Scorer
-
-    return {
-        role: Scorer(model, tokenizer, task, rows.select(cut[role]), max_length=128).metrics(
-            logits[cut[role]]
-        )["score"]
-        for role in cut
-    }
 
 
 METHODS = (
