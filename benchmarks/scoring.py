@@ -90,7 +90,7 @@ def bench_dtypes(model, tokenizer, glue_dir: Path, split: str, rounds: int) -> d
     """Seconds per `Scorer.logits()` pass in each dtype, alternating the order round by round."""
     from hfsoup.eval import get_task, load_split
     from hfsoup.eval.scoring import Scorer
-    from hfsoup.precision import scoring_model
+    from hfsoup.merge.precision import scoring_model
 
     task = get_task("mrpc")
     rows = load_split(task, split, dataset=str(glue_dir))
@@ -129,9 +129,9 @@ def dtype_table(result: dict) -> str:
 # -- 2. one process against two -----------------------------------------------------------------------------
 def worker(folders: list[str], glue_dir: str, splits: list[str], output: str) -> None:
     """Run in each process (alone, or under torchrun): one greedy `run_merge`, timed; the main one writes JSON."""
+    from hfsoup.eval.processes import Processes
     from hfsoup.eval.scoring import Scorer
-    from hfsoup.pipeline import run_merge
-    from hfsoup.processes import Processes
+    from hfsoup.merge.pipeline import run_merge
     from hfsoup.recipe import MergeRecipe
 
     passes = []

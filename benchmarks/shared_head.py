@@ -39,7 +39,7 @@ from safetensors import safe_open
 
 from hfsoup.eval import get_task
 from hfsoup.finetune import finetune_ingredients
-from hfsoup.pipeline import run_merge
+from hfsoup.merge.pipeline import run_merge
 from hfsoup.recipe import FinetuneRecipe, MergeRecipe
 from hfsoup.result import BEST, ENSEMBLE, SOUP, UNIFORM
 

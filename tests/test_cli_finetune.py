@@ -121,7 +121,7 @@ def test_a_sweep_trains_soups_resumes_and_retrains_only_what_changed(
 
 
 def test_every_shipped_sweep_recipe_parses_and_validates():
-    from hfsoup.sweep_recipe import load_sweep
+    from hfsoup.recipe.sweep import load_sweep
 
     names = sorted(p.stem for p in RECIPES.glob("*.yaml") if not p.stem.startswith("mrpc-"))
     assert names == ["cola", "mrpc", "rte", "sst2", "stsb"]
@@ -132,7 +132,7 @@ def test_every_shipped_sweep_recipe_parses_and_validates():
         assert (
             sweep.task == name and len(sweep.finetune.points) == 8 and sweep.finetune.ingredients_per_run == 2
         )
-        assert sweep.soup_recipe([]).ingredient_count == 16 and sweep.finetune.base == "package:x/model"
+        assert sweep.ingredient_count == 16 and sweep.finetune.base == "package:x/model"
         assert sweep.dataset == "../shared/data/glue-hub"
         hub = load_sweep(RECIPES / f"{name}.yaml")
         assert hub.dataset is None and hub.finetune.base == "sentence-transformers/all-MiniLM-L6-v2"

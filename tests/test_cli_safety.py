@@ -11,8 +11,8 @@ import pytest
 from cli_helpers import quick_mrpc, run, user_error
 from huggingface_hub import constants
 
-import hfsoup.cli
-from hfsoup.cli import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, main, public_command
+import hfsoup.cli.command
+from hfsoup.cli.command import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, main, public_command
 from hfsoup.errors import RecipeError
 
 SECRET = "hf_s3cretTokenValue0123456789"
@@ -134,7 +134,7 @@ def interrupt(*args, **kwargs):
 
 @pytest.mark.parametrize("where", ["build_parser", "_recipe"])
 def test_ctrl_c_at_start_up_prints_one_line_and_exits_130(capsys, monkeypatch, tmp_path, where):
-    monkeypatch.setattr(hfsoup.cli, where, interrupt)
+    monkeypatch.setattr(hfsoup.cli.command, where, interrupt)
     code, out, err = run(capsys, "merge", tmp_path / "model", "--task", "mrpc")
     assert code == EXIT_INTERRUPTED == 130
     assert err.strip() == "hfsoup: interrupted" and out == ""
@@ -145,7 +145,7 @@ def boom(*args, **kwargs):
 
 
 def test_internal_error_exits_3_with_a_line_asking_to_report_it(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(hfsoup.cli, "_recipe", boom)
+    monkeypatch.setattr(hfsoup.cli.command, "_recipe", boom)
     code, _out, err = run(capsys, "merge", tmp_path / "model", "--task", "mrpc")
     assert code == EXIT_INTERNAL_ERROR == 3
     (line,) = err.strip().splitlines()
@@ -154,7 +154,7 @@ def test_internal_error_exits_3_with_a_line_asking_to_report_it(capsys, monkeypa
 
 def test_verbose_reraises_internal_and_user_errors(monkeypatch, tmp_path):
     with monkeypatch.context() as patch:
-        patch.setattr(hfsoup.cli, "_recipe", boom)
+        patch.setattr(hfsoup.cli.command, "_recipe", boom)
         with pytest.raises(RuntimeError, match="an unexpected bug"):
             main(["-v", "merge", str(tmp_path / "model"), "--task", "mrpc"])
     with pytest.raises(RecipeError, match="needs data to score on"):

@@ -1,7 +1,10 @@
-"""The house rules that can be checked mechanically: tests mirror the package, and modules stay small."""
+"""The house rules that can be checked mechanically: tests mirror the package, modules and functions stay small,
+the top of the package holds the shared bottom layer only, and the README's map of the house is the tree."""
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -10,9 +13,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hfsoup"
 TESTS = ROOT / "tests"
 MAX_LINES = 400
+MAX_TOP_MODULES = 8  # DESIGN.md: `__init__`, `__main__`, `_lazy` and at most five shared bottom modules
+MAX_FUNCTION_LINES = 60  # lines of code, the docstring, blank lines and comments aside
 # Package `__init__` files that only re-export, and the `python -m hfsoup` entry point, have no logic to test.
 RE_EXPORTS_ONLY = {
     "__init__.py",
+    "cli/__init__.py",
+    "finetune/__init__.py",
+    "merge/__init__.py",
+    "publish/__init__.py",
+    "recipe/__init__.py",
     "ema/__init__.py",
     "eval/__init__.py",
     "soup/__init__.py",
@@ -34,10 +44,15 @@ def modules() -> list[Path]:
 
 
 def mirrors(module: Path) -> list[Path]:
-    """`hfsoup/a/b.py` is tested in `tests/a/test_b.py`; a package `a/b/__init__.py` in `tests/a/b/test_b.py` or
+    """`hfsoup/a/b.py` is tested in `tests/a/test_b.py` (or `tests/a/test_a_b.py`, where another folder has a
+    `b.py` too: pytest needs unique test file names); a package `a/b/__init__.py` in `tests/a/b/test_b.py` or
     `tests/a/test_b.py`."""
     if module.name != "__init__.py":
-        return [TESTS / module.parent / f"test_{module.stem.lstrip('_')}.py"]
+        stem = module.stem.lstrip("_")
+        return [
+            TESTS / module.parent / f"test_{stem}.py",
+            TESTS / module.parent / f"test_{module.parent.name}_{stem}.py",
+        ]
     name = f"test_{module.parent.name}.py"
     return [TESTS / module.parent / name, TESTS / module.parent.parent / name]
 
@@ -58,3 +73,53 @@ def test_test_file_names_are_unique():
     # pytest imports test modules by basename (no __init__.py in tests/): two equal names would clash.
     names = [path.name for path in TESTS.rglob("test_*.py")]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_the_top_of_the_package_holds_at_most_8_modules():
+    top = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_MODULES, f"{len(top)} modules at the top of hfsoup/: {top}; give them a folder"
+
+
+def _code_lines(function: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> int:
+    body = function.body
+    if (
+        isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
+        body = body[1:]  # the docstring
+    if not body:
+        return 0
+    text = lines[body[0].lineno - 1 : function.end_lineno]
+    return sum(1 for line in text if line.strip() and not line.strip().startswith("#"))
+
+
+@pytest.mark.parametrize("module", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_function_is_over_60_lines_of_code(module):
+    source = module.read_text()
+    lines = source.splitlines()
+    long = [
+        f"{node.name} ({count} lines)"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (count := _code_lines(node, lines)) > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"hfsoup/{module.relative_to(PACKAGE)}: {long} is a stage waiting for a name: split it"
+
+
+def _readme_map() -> set[str]:
+    """The modules and folders the README's map of the house names, as paths under `hfsoup/`."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## The house", 1)[1].split("```", 2)[1]
+    return set(re.findall(r"\b([a-z_]+(?:/|\.py))", block)) - {"hfsoup/"}
+
+
+def test_the_readme_map_of_the_house_is_the_tree():
+    named = _readme_map()
+    folders = {f"{path.name}/" for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    top = {path.name for path in PACKAGE.glob("*.py")}
+    assert folders | top <= named, f"the README's map leaves out {sorted((folders | top) - named)}"
+    inner = {path.name for folder in PACKAGE.iterdir() if folder.is_dir() for path in folder.glob("*.py")}
+    inner |= {f"{path.name}/" for path in PACKAGE.glob("*/*") if (path / "__init__.py").is_file()}
+    unknown = named - folders - top - inner
+    assert not unknown, f"the README's map names {sorted(unknown)}, which are not in hfsoup/"

@@ -34,8 +34,8 @@ from huggingface_hub.utils import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..errors import DatasetError, InvalidSettingError
-from ..processes import Processes
 from .metrics import SHIPPED_METRICS, load_metric
+from .processes import Processes
 from .tasks import MeanOf, Task
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from transformers import TrainingArguments
 
 from ..errors import RecipeError
 from ..eval.tasks import Task
-from ..recipe import FinetuneRecipe, check_value
+from ..recipe.fields import check_value
+from ..recipe.finetune import FinetuneRecipe
 
 __all__ = ["RunPlan", "plan_runs", "run_key"]
 

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..recipe import FinetuneRecipe
+from ..recipe.finetune import FinetuneRecipe
 from ..sources.push import push_folder
 
 logger = logging.getLogger(__name__)

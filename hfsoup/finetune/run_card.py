@@ -13,7 +13,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..eval.data import DEFAULT_DATASET
 from ..eval.tasks import Task
-from ..recipe import FinetuneRecipe
+from ..recipe.finetune import FinetuneRecipe
 from ..sources.reference import is_repo_reference
 
 __all__ = ["build_run_card", "write_run_card"]
@@ -42,28 +42,7 @@ def build_run_card(kind: str, record: dict, recipe: FinetuneRecipe, task: Task, 
     dataset = describe.get("dataset") or DEFAULT_DATASET
     scores = record["scores"].get(kind, {})
     hub_base = base.partition("@")[0] if is_repo_reference(base) else None
-    data = ModelCardData(
-        base_model=hub_base,
-        base_model_relation="finetune" if hub_base else None,
-        datasets=[dataset] if is_repo_reference(dataset) else None,
-        library_name="transformers",
-        pipeline_tag="text-classification",
-        tags=["hfsoup", task.name],
-        model_name=record["name"],
-        eval_results=[
-            EvalResult(
-                task_type="text-classification",
-                dataset_type=dataset,
-                dataset_name=f"{dataset} ({task.name})",
-                dataset_config=task.name,
-                dataset_split=task.eval_splits[0],
-                metric_type=name,
-                metric_value=float(value),
-            )
-            for name, value in scores.items()
-        ]
-        or None,
-    )
+    data = _card_data(record, task, scores, dataset, hub_base)
     settings = {
         "epochs": recipe.epochs,
         "max_steps": recipe.max_steps,
@@ -109,3 +88,29 @@ def write_run_card(
 ) -> None:
     """Write the card of one of the run's model folders as its `README.md`."""
     build_run_card(kind, record, recipe, task, describe).save(folder / "README.md")
+
+
+def _card_data(record: dict, task: Task, scores: dict, dataset: str, hub_base: str | None) -> ModelCardData:
+    """The Hub metadata of a run's folder: its base, dataset, tags and validation scores."""
+    return ModelCardData(
+        base_model=hub_base,
+        base_model_relation="finetune" if hub_base else None,
+        datasets=[dataset] if is_repo_reference(dataset) else None,
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["hfsoup", task.name],
+        model_name=record["name"],
+        eval_results=[
+            EvalResult(
+                task_type="text-classification",
+                dataset_type=dataset,
+                dataset_name=f"{dataset} ({task.name})",
+                dataset_config=task.name,
+                dataset_split=task.eval_splits[0],
+                metric_type=name,
+                metric_value=float(value),
+            )
+            for name, value in scores.items()
+        ]
+        or None,
+    )

@@ -19,7 +19,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedTokenizer
 
 from ..eval.data import load_split
 from ..eval.tasks import Task
-from ..recipe import FinetuneRecipe
+from ..recipe.finetune import FinetuneRecipe
 from ..staging import staged
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from ..ema import EmaTrainerCallback
 from ..eval.scoring import Scorer
 from ..eval.tasks import Task
-from ..recipe import FinetuneRecipe
+from ..recipe.finetune import FinetuneRecipe
 from .plan import RunPlan
 from .run_card import write_run_card
 from .start import new_head_model

@@ -110,27 +110,7 @@ def hub_errors(reference: str) -> Iterator[None]:
             repo_id,
         ) from err
     except hf_errors.HfHubHTTPError as err:
-        status = err.response.status_code
-        detail = first_line(Exception(err.server_message or str(err)))
-        if status == 401 and not _sent_token(err):
-            raise HubAuthError(f"{reference} needs a Hugging Face token: {login}", repo_id) from err
-        if status == 401:
-            raise HubAuthError(
-                f"{endpoint} rejected the token ({detail}): check HF_TOKEN or --token, or log in again with "
-                "`hf auth login`",
-                repo_id,
-            ) from err
-        if status == 403:
-            raise HubAuthError(
-                f"{reference}: the token is not allowed to do this ({detail}); use a token with the needed "
-                f"access (write access to {repo_id.split('/')[0]} to push)",
-                repo_id,
-            ) from err
-        if status >= 500:
-            raise HubUnreachableError(
-                f"{endpoint} failed with HTTP {status} on {reference}: try again later", repo_id
-            ) from err
-        raise HubError(f"{reference}: {endpoint} answered HTTP {status}: {detail}", repo_id) from err
+        raise _http_error(err, reference, repo_id, login) from err
     except (
         hf_errors.OfflineModeIsEnabled,
         hf_errors.LocalEntryNotFoundError,
@@ -148,6 +128,32 @@ def hub_errors(reference: str) -> Iterator[None]:
             "cannot serve it: check your connection, proxy or HF_ENDPOINT",
             repo_id,
         ) from err
+
+
+def _http_error(err: hf_errors.HfHubHTTPError, reference: str, repo_id: str, login: str) -> HubError:
+    """The hfsoup error of an HTTP error answer of the Hub, by its status."""
+    endpoint = constants.ENDPOINT
+    status = err.response.status_code
+    detail = first_line(Exception(err.server_message or str(err)))
+    if status == 401 and not _sent_token(err):
+        return HubAuthError(f"{reference} needs a Hugging Face token: {login}", repo_id)
+    if status == 401:
+        return HubAuthError(
+            f"{endpoint} rejected the token ({detail}): check HF_TOKEN or --token, or log in again with "
+            "`hf auth login`",
+            repo_id,
+        )
+    if status == 403:
+        return HubAuthError(
+            f"{reference}: the token is not allowed to do this ({detail}); use a token with the needed "
+            f"access (write access to {repo_id.split('/')[0]} to push)",
+            repo_id,
+        )
+    if status >= 500:
+        return HubUnreachableError(
+            f"{endpoint} failed with HTTP {status} on {reference}: try again later", repo_id
+        )
+    return HubError(f"{reference}: {endpoint} answered HTTP {status}: {detail}", repo_id)
 
 
 def _sent_token(err: hf_errors.HfHubHTTPError) -> bool:

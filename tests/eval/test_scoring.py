@@ -17,7 +17,7 @@ from hfsoup.errors import DatasetError, InvalidSettingError, UnknownNameError
 from hfsoup.eval import get_task, load_split, resolve_task
 from hfsoup.eval.metrics import SHIPPED_METRICS, load_metric
 from hfsoup.eval.scoring import Scorer, _UpperBound
-from hfsoup.precision import scoring_model
+from hfsoup.merge.precision import scoring_model
 
 MRPC = get_task("mrpc")
 

@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tiny_models import tiny_bert, tiny_tokenizer
 
 from hfsoup.eval import get_task, load_split
+from hfsoup.eval.processes import Processes
 from hfsoup.eval.scoring import Scorer
-from hfsoup.precision import scoring_model
-from hfsoup.processes import Processes
+from hfsoup.merge.precision import scoring_model
 
 MRPC = get_task("mrpc")
 

@@ -168,14 +168,25 @@ def check_weights(ingredients: list[Ingredient], base: Ingredient | None, report
     for ingredient in ingredients:
         extra = [n for n in ingredient.tensor_infos if n not in checked]
         broken[ingredient.name] += [p for n, t in ingredient.tensors(extra) if (p := _nonfinite(n, t))]
+    _report_nonfinite(broken, report)
+    if matrices:
+        _report_distances(gram, labels, ingredients, grams, report)
+
+
+def _report_nonfinite(broken: dict[str, list[str]], report: CompatReport) -> None:
+    """An error per ingredient with NaN or infinite weights, naming its first tensors."""
     for name, problems in broken.items():
         if problems:
             report.errors.append(
                 f"{name} has non-finite weights in {len(problems)} tensor(s): {', '.join(problems[:3])}"
                 f"{', ...' if len(problems) > 3 else ''}; use a checkpoint from before training diverged."
             )
-    if not matrices:
-        return
+
+
+def _report_distances(
+    gram: torch.Tensor, labels: list[str], ingredients: list[Ingredient], grams: dict, report: CompatReport
+) -> None:
+    """A warning if the backbones are far apart (no common base), else a note and the independent-heads check."""
     pairs = []
     for i in range(len(labels)):
         for j in range(i + 1, len(labels)):

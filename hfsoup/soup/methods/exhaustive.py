@@ -128,6 +128,33 @@ def _duration(seconds: float) -> str:
 
 
 @torch.no_grad()
+def _log_plan(total: int, count: int, known: bool, bounded: bool) -> int:
+    """Log how many subsets the search visits and how many it scores; returns the number of scoring passes."""
+    passes = total - (count if known else 0)
+    logger.info(
+        "Exhaustive soup: %d subsets of %d ingredients, %d scoring passes%s%s.",
+        total,
+        count,
+        passes,
+        " (the single ingredients' scores are known)" if known else "",
+        ", each stopped once it cannot enter the top" if bounded else "",
+    )
+    return passes
+
+
+def _score_subset(
+    sums: dict[str, torch.Tensor],
+    target: dict[str, torch.Tensor],
+    size: int,
+    score: Callable,
+    bar: float | None,
+) -> float | None:
+    """Write the subset's uniform soup (`sums / size`) into `target` and score it, stopping early below `bar`."""
+    for name, tensor in sums.items():
+        torch.div(tensor, size, out=target[name])
+    return score() if bar is None else score(beat=bar)
+
+
 def exhaustive_soup(
     ingredients: Sequence[SoupIngredient],
     target: dict[str, torch.Tensor],
@@ -164,15 +191,7 @@ def exhaustive_soup(
     known = _known_scores(individual_scores, len(ingredients))
     bounded = takes_beat(score)
     total = 2 ** len(ingredients) - 1
-    passes = total - (len(ingredients) if known else 0)
-    logger.info(
-        "Exhaustive soup: %d subsets of %d ingredients, %d scoring passes%s%s.",
-        total,
-        len(ingredients),
-        passes,
-        " (the single ingredients' scores are known)" if known else "",
-        ", each stopped once it cannot enter the top" if bounded else "",
-    )
+    passes = _log_plan(total, len(ingredients), known is not None, bounded)
 
     layout = TargetLayout(target)
     sums = layout.fp32_soup(reuse_target=False)
@@ -195,9 +214,7 @@ def exhaustive_soup(
         if known is not None and len(members) == 1:
             value = known[members[0]]
         else:
-            for name, tensor in sums.items():
-                torch.div(tensor, len(members), out=target[name])
-            value = score(beat=_bar(top, members)) if bounded else score()
+            value = _score_subset(sums, target, len(members), score, _bar(top, members) if bounded else None)
             if not timed:
                 _log_estimate(time.perf_counter() - started, passes - 1)
                 timed = True
