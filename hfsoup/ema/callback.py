@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
@@ -108,12 +107,8 @@ class EmaTrainerCallback(TrainerCallback):
       the tokenizer) as a model folder, to publish next to the EMA, e.g. as a branch of the same Hub repo
       (`huggingface_hub.upload_folder(folder_path=DIR, repo_id="user/model", revision="raw")`), so
       `user/model@raw` can join a soup.
-    - Only the trainable parameters are averaged (`trainable_only=True`, see [`ModelEma`]): with a PEFT
-      model (LoRA) the EMA is the adapter's and `modules_to_save`'s, so each checkpoint's EMA state costs
-      the adapter's size, and `trainer.save_model()` after training writes, as peft does, an adapter
-      folder (`adapter_config.json`, `adapter_model.safetensors`) of the EMA weights, which
-      `PeftModel.from_pretrained` loads onto the base model. `trainable_only=False` averages every
-      parameter (the frozen ones' EMA is themselves).
+    - Only the trainable parameters are averaged (`trainable_only=True`): with a LoRA model the EMA, each
+      checkpoint's EMA state and the folder `trainer.save_model()` writes are the adapter's.
     - Under DDP every rank keeps an identical EMA and only the main process writes it. Under FSDP2 each rank
       keeps and saves the EMA of its own shard. DeepSpeed ZeRO-3 and FSDP1 are refused when training begins
       (see [`ModelEma`]).
@@ -130,32 +125,19 @@ class EmaTrainerCallback(TrainerCallback):
     `evaluate` and `log` methods and `callback_handler` of `Trainer`, `PREFIX_CHECKPOINT_DIR`, and the
     Trainer saving each checkpoint's model with `save_model` before its optimizer state and its push.
 
-    The averaging settings (`decay`, `warmup`, `warmup_gamma`, `warmup_power`, `min_decay`, `start_step`,
-    `update_every`, `device`, `include_buffers`, `bias_correction`, `trainable_only`) are those of [`ModelEma`], documented
-    there with their trade-offs; steps are the Trainer's optimizer steps (`state.global_step`). The default
-    schedule is timm's warm-up, chosen by measurement (`benchmarks/ema_schedules.py`: nine EMAs of each of two
-    real MRPC fine-tunes of 345 steps, RESULTS.md): it was the only schedule whose EMA stayed within 0.002 of
-    the raw weights at every requested decay (0.99, 0.999, 0.9999) on both, where a constant decay or bias
-    correction lost about 0.01 at 0.99 and 0.05 to 0.21 at 0.999 and 0.9999, by averaging over more steps than
-    the run had (two seeds of one task: a measurement to repeat, not a law). It forgets the starting
-    weights fast but reaches the requested decay late: after about `(1 - decay) ** -1.5` updates, that is 1,000
-    for 0.99, 31,623 for 0.999 and 1,000,000 for 0.9999, so in a run of a few thousand steps `decay` is a
-    ceiling and the average spans the last few percent of the run. `bias_correction=True` (which turns the warm-up off)
-    uses the requested decay from the first update with no share for the starting weights, and evaluations
-    and the weights loaded at the end are the corrected average `v_t / (1 - decay ** t)`; its correction
-    fades to within 1% after about 458 updates for 0.99, 4,603 for 0.999, 46,049 for 0.9999.
+    The averaging settings are one [`EmaSettings`] (its docstring holds the schedules' figures); steps are the
+    Trainer's optimizer steps (`state.global_step`). The default schedule, timm's warm-up, was chosen by
+    measurement on real MRPC runs (`benchmarks/ema_schedules.py`, RESULTS.md "EMA schedules").
 
     Args:
-        decay: the target decay, in [0, 1); 0.999 averages over about the last 1,000 steps.
-        warmup: ramp the decay up from 0 as timm's ModelEmaV3 does (`warmup=False` for a constant decay);
-            `None` (the default) for on unless `bias_correction=True`.
-        bias_correction: start the average from zero and use `v_t / (1 - decay ** t)`, as Adam's moments.
+        decay: the target decay, in [0, 1) (0.999 averages over about the last 1,000 steps once warmed up), or
+            the whole [`EmaSettings`].
         report_raw_metrics: also evaluate the raw weights at each evaluation, as `eval_raw_...` metrics.
         load_ema_at_end: leave the EMA weights in the model when training ends.
         save_raw_to: a folder to save the raw weights (and tokenizer) to when training ends.
-        trainable_only: average only the parameters with `requires_grad` (the adapter of a PEFT model).
-        warmup_gamma, warmup_power, min_decay, start_step, update_every, device, include_buffers: the other
-            [`ModelEma`] settings, documented there.
+        device: where the EMA lives; `None` for next to each parameter.
+        **settings: the other [`EmaSettings`] fields (`warmup=False` for a constant decay,
+            `bias_correction`, `trainable_only`, `start_step`, `update_every`, ...).
 
     Raises:
         InvalidSettingError: at construction, if a setting is outside its allowed values or `warmup=True`
@@ -176,35 +158,17 @@ class EmaTrainerCallback(TrainerCallback):
 
     def __init__(
         self,
-        decay: float = 0.9999,
+        decay: float | EmaSettings = 0.9999,
         *,
-        warmup: bool | None = None,
         report_raw_metrics: bool = False,
         load_ema_at_end: bool = True,
         save_raw_to: str | os.PathLike | None = None,
-        warmup_gamma: float = 1.0,
-        warmup_power: float = 2 / 3,
-        min_decay: float = 0.0,
-        start_step: int = 0,
-        update_every: int = 1,
         device: str | torch.device | None = None,
-        include_buffers: bool = True,
-        bias_correction: bool = False,
-        trainable_only: bool = True,
+        **settings,
     ):
-        # EmaSettings validates now, at construction, not when training starts.
-        self.settings = EmaSettings(
-            decay=decay,
-            warmup=warmup,
-            warmup_gamma=warmup_gamma,
-            warmup_power=warmup_power,
-            min_decay=min_decay,
-            start_step=start_step,
-            update_every=update_every,
-            include_buffers=include_buffers,
-            bias_correction=bias_correction,
-            trainable_only=trainable_only,
-        )
+        self.settings = EmaSettings.of(
+            decay, **settings
+        )  # validated now, at construction, not when training starts
         self.device = device
         self.report_raw_metrics = report_raw_metrics
         self.load_ema_at_end = load_ema_at_end
@@ -233,7 +197,7 @@ class EmaTrainerCallback(TrainerCallback):
             trainer_sharding_problem(args, getattr(trainer, "accelerator", None))
             or model_sharding_problem(model, getattr(trainer, "model_wrapped", None))
         )
-        self.ema = ModelEma(model, device=self.device, **dataclasses.asdict(self.settings))
+        self.ema = ModelEma(model, self.settings, device=self.device)
         self._trainer, self._model = trainer, model
         if state.global_step > 0:  # the Trainer resumed from a checkpoint
             self._load(self._resume_folder(args, state), state)

@@ -26,87 +26,34 @@ __all__ = ["EmaSettings", "ModelEma"]
 class ModelEma:
     """An exponential moving average of a model's weights, kept in an fp32 shadow.
 
-    After each optimizer step `t`, `ema_t = d_t * ema_{t-1} + (1 - d_t) * weights_t`, computed with one fused
-    `torch._foreach_lerp_` over every tensor. The defaults and their trade-offs:
+    After each update `ema = d_t * ema + (1 - d_t) * weights`, one fused `torch._foreach_lerp_` over every
+    averaged tensor. Its settings are one [`EmaSettings`], given whole or as keywords; that class's docstring
+    holds each schedule's figures. The defaults and their trade-offs:
 
-    - `decay=0.9999`: the average spans about `1 / (1 - decay)` = 10,000 steps. Fine-tuning runs of a few
-      thousand steps want 0.999 or 0.99.
-    - The schedule of `d_t`, one of three; `t` counts updates, from the first one after `start_step`:
-      - `warmup=True` (the default unless `bias_correction=True`): as timm's `ModelEmaV3`, the first update
-        copies the weights (decay 0, whatever `min_decay` is), and the update after `k >= 1` earlier ones
-        uses `clamp(1 - (1 + k / warmup_gamma) ** -warmup_power, min_decay, decay)`, so the average forgets
-        its starting point fast. It reaches `decay` after about `warmup_gamma * (1 - decay) ** (-1 /
-        warmup_power)` updates: with the defaults (gamma 1, power 2/3), at update 1,000 for 0.99, 31,623 for
-        0.999 and 1,000,000 for 0.9999. Until then the average spans about `(1 + k) ** (2 / 3)` updates (its
-        decay is 0.99 after 1,000 updates, 0.9952 after 3,000, 0.9978 after 10,000), so in a run of a few
-        thousand steps a `decay` of 0.999 or more is a ceiling never reached.
-      - `warmup=False`: `decay` from the first update, starting from the weights the EMA was built from.
-        Those keep a share `decay ** t` of the average, under 1% only after `ln(0.01) / ln(decay)` updates:
-        about 458 for 0.99, 4,603 for 0.999, 46,049 for 0.9999. Right when the starting weights are good.
-      - `bias_correction=True`: as Adam's moments, the average starts from zero, `v_0 = 0`,
-        `v_t = decay * v_{t-1} + (1 - decay) * weights_t`, and the weights used are `v_t / (1 - decay ** t)`.
-        Step 1's average is step 1's weights; update `i` weighs `decay ** (t - i)`, normalised; the starting
-        weights weigh nothing. The decay is `decay` from the first update, and the correction
-        `1 / (1 - decay ** t)` fades to within 1% of 1 after about `ln(0.01) / ln(decay)` updates: 458 for
-        0.99, 4,603 for 0.999, 46,049 for 0.9999 (it is <= 1.01 from update 460, 4,613 and 46,149). The
-        price: while `t` is small against `1 / (1 - decay)` the average is close to the plain mean of all
-        updates so far, early weights included, which the warm-up forgets sooner. The shadow holds the
-        corrected average itself, updated with the lerp weight `(1 - decay) / (1 - decay ** t)` (the same
-        quantity as `v_t / (1 - decay ** t)`), not `v_t`: so every reader (`copy_to`, `swapped_into`,
-        `apply_shadow`, the state file, the callback) gets the corrected weights at no extra cost, and step
-        1's average equals step 1's weights to the bit, which `v_1` in fp32 rescaled by `1 / (1 - decay)`
-        does not. Before the first update the average is the weights the EMA was built from (before
-        `start_step`, the last weights passed to `update`). `bias_correction=True` alone turns the warm-up
-        off, and an explicit `warmup=True` with it is refused: both remedy the same start-up bias and would
-        ramp the decay twice, so neither silently wins, and as the warm-up is on by default, requiring
-        `warmup=False` too would refuse the plain request.
-    - `start_step=0`, `update_every=1`: before `start_step` the shadow copies the weights; then one update
-      every `update_every` optimizer steps, each with the decay above (the warm-up counts updates, not steps).
+    - `decay=0.9999` with timm's warm-up: the average spans about 10,000 updates once warmed up, which takes
+      1,000,000 updates (0.99 is reached at 1,000, 0.999 at 31,623): runs of a few thousand steps want 0.999 or
+      0.99. `warmup=False` uses `decay` from the first update; `bias_correction=True` starts from zero and
+      divides by `1 - decay ** t`, so step 1's average is step 1's weights.
     - The shadow is fp32 (fp64 for fp64 weights) whatever the model's dtype: a bf16 shadow at decay 0.9999
-      rounds `(1 - d) * (w - ema)` to zero and stops moving. Memory: 4 bytes per averaged parameter.
-    - `trainable_only=True`: only the parameters with `requires_grad` when the EMA is built are averaged,
-      for every model. A frozen parameter never changes, so its EMA would equal itself: averaging it costs
-      memory and time and changes no weight the EMA gives back. The rule is the same for a plain model with
-      frozen layers and for a PEFT model (peft's `PeftModel`, e.g. LoRA), whose trainable parameters are
-      the adapter's and those of `modules_to_save` (the task head): its shadow, state file and update cost
-      megabytes, not a second base model. `copy_to`, `swapped_into` and `apply_shadow` write the averaged
-      tensors only and leave the frozen ones as they are. The choice is made once: a parameter unfrozen
-      later (gradual unfreezing) is never averaged, and a run that does so wants `trainable_only=False`,
-      which averages every floating-point parameter.
-    - `device=None` keeps each shadow tensor on its parameter's device; `device="cpu"` offloads the shadow
-      to host memory at the price of a device-to-host copy of the weights at every update.
-    - `include_buffers=True` also averages floating-point buffers (BatchNorm running statistics); integer
-      buffers (`num_batches_tracked`) are copied, never averaged. BERTs have no floating buffers that change.
-
-    Sharded models (FSDP2, whose parameters are `DTensor`s) are handled shard by shard: each process keeps
-    the EMA of its own shard, updates it locally without communication, and saves its own shard. DeepSpeed
-    ZeRO-3 and FSDP1 are refused at construction: ZeRO-3's parameters are empty placeholders outside
-    `GatheredParameters` and FSDP1's are flat vectors. A ZeRO-3 EMA would have to be kept from the
-    optimizer's fp32 partitions (`engine.optimizer.fp32_partitioned_groups_flat`), one per rank, which is
-    the design to follow when a ZeRO-3 machine is available to test it.
-
-    PEFT needs no special code, and hfsoup never imports `peft`: with the EMA applied, peft's own
-    `model.save_pretrained(folder)` writes an adapter folder (`adapter_config.json`,
-    `adapter_model.safetensors`) holding the EMA weights, which `PeftModel.from_pretrained` loads.
+      rounds `(1 - d) * (w - ema)` to zero and stops moving. Memory: 4 bytes per averaged parameter;
+      `device="cpu"` offloads it, at the price of a device-to-host copy of the weights at every update.
+    - `trainable_only=True` averages the parameters with `requires_grad` when the EMA is built: a LoRA
+      model's EMA is its adapter's, megabytes. `include_buffers=True` averages floating-point buffers
+      (integer ones are copied).
+    - FSDP2 models are averaged shard by shard, each process its own, without communication; DeepSpeed
+      ZeRO-3 and FSDP1 are refused at construction (see `sharding.py`). PEFT needs no special code: with
+      the EMA applied, peft's `save_pretrained` writes the EMA as an adapter folder.
 
     Args:
         model: the model whose weights are averaged; the shadow starts as a copy of its weights.
-        decay: the target decay, in [0, 1).
-        warmup: ramp the decay up from 0 (see above); `None` for on unless `bias_correction`.
-        warmup_gamma: the warm-up's time scale, in updates (> 0).
-        warmup_power: the warm-up's exponent (> 0).
-        min_decay: the lower clamp of the warmed-up decay, in [0, decay].
-        start_step: the optimizer step from which averaging starts (>= 0).
-        update_every: average every this many optimizer steps (>= 1).
+        decay: the target decay, in [0, 1), or the whole [`EmaSettings`].
         device: where the shadow lives; `None` for next to each parameter.
-        include_buffers: average floating-point buffers too.
-        bias_correction: start the average from zero and divide by `1 - decay ** t` (see above).
-        trainable_only: average only the parameters with `requires_grad` (see above).
+        **settings: the other fields of [`EmaSettings`] (`warmup`, `bias_correction`, `start_step`,
+            `update_every`, `trainable_only`, `include_buffers`, `min_decay`, ...), with a numeric `decay`.
 
     Raises:
-        InvalidSettingError: if a setting is outside its allowed values, `warmup=True` is given with
-            `bias_correction=True`, the model is sharded by DeepSpeed ZeRO-3 or FSDP1, or `trainable_only`
-            is on and no parameter is trainable.
+        InvalidSettingError: if a setting is unknown or outside its allowed values, the model is sharded by
+            DeepSpeed ZeRO-3 or FSDP1, or `trainable_only` is on and no parameter is trainable.
 
     Example:
         ```python
@@ -116,41 +63,20 @@ class ModelEma:
         ...     ema.update(model, step)
         >>> with ema.swapped_into(model):  # evaluate on the EMA weights, get the raw ones back after
         ...     metrics = evaluate(model)
-        >>> ema = ModelEma(model, decay=0.999, bias_correction=True)  # step 1's average: step 1's weights
-        >>> ema = ModelEma(peft_model, decay=0.999)  # a LoRA model: the adapter's EMA only
-        >>> with ema.swapped_into(peft_model):  # the EMA as an adapter folder
-        ...     peft_model.save_pretrained("out/ema-adapter")
+        >>> ema = ModelEma(model, EmaSettings(decay=0.999, bias_correction=True))  # step 1's average: step 1's weights
         ```
     """
 
     def __init__(
         self,
         model: nn.Module,
-        decay: float = 0.9999,
+        decay: float | EmaSettings = 0.9999,
         *,
-        warmup: bool | None = None,
-        warmup_gamma: float = 1.0,
-        warmup_power: float = 2 / 3,
-        min_decay: float = 0.0,
-        start_step: int = 0,
-        update_every: int = 1,
         device: str | torch.device | None = None,
-        include_buffers: bool = True,
-        bias_correction: bool = False,
-        trainable_only: bool = True,
+        **settings,
     ):
-        self.settings = EmaSettings(
-            decay=decay,
-            warmup=warmup,
-            warmup_gamma=warmup_gamma,
-            warmup_power=warmup_power,
-            min_decay=min_decay,
-            start_step=start_step,
-            update_every=update_every,
-            include_buffers=include_buffers,
-            bias_correction=bias_correction,
-            trainable_only=trainable_only,
-        )
+        self.settings = EmaSettings.of(decay, **settings)
+        trainable_only = self.settings.trainable_only
         check_supported(model_sharding_problem(model))
         if trainable_only and not any(p.requires_grad and p.is_floating_point() for p in model.parameters()):
             raise InvalidSettingError(
