@@ -114,7 +114,7 @@ class Scorer:
         self._label_order = _label_order(model.config.id2label, task)
         labels = dataset.with_format("numpy")[task.label_column][:]
         self._references = labels.astype(np.float32 if task.is_regression else np.int64)
-        self._batches = _tokenize(tokenizer, dataset, task.text_columns, batch_size, max_length)
+        self._batches = tokenize_batches(tokenizer, dataset, task.text_columns, batch_size, max_length)
         # Score perfect logits once, so a bad metric or metric_key fails now rather than after a forward pass.
         self.metrics(_perfect_logits(self._references, task.num_labels))
         self._bound_keys = _bound_keys(self.task, self._metric)
@@ -220,7 +220,7 @@ class Scorer:
         return self.metrics(logits), logits
 
 
-def _tokenize(
+def tokenize_batches(
     tokenizer: PreTrainedTokenizerBase,
     dataset: datasets.Dataset,
     columns: tuple[str, ...],

@@ -59,7 +59,8 @@ def build_run_card(kind: str, record: dict, recipe: FinetuneRecipe, task: Task, 
         f"# {record['name']}: {kind}",
         "",
         f"{task.name} fine-tune of `{base}` on `{dataset}` ({recipe.train_split}), {record['steps']} optimizer "
-        f"steps, by `hfsoup finetune`. This folder holds {_describe(kind)}.",
+        f"steps, by `hfsoup finetune`, from {describe_start(describe.get('start'))}. This folder holds "
+        f"{_describe(kind)}.",
         "",
         "## Settings",
         "",
@@ -114,3 +115,15 @@ def _card_data(record: dict, task: Task, scores: dict, dataset: str, hub_base: s
         ]
         or None,
     )
+
+
+def describe_start(record: dict | None) -> str:
+    """One line on how the runs' head started, with the probe's scores."""
+    if record is None:
+        return "a head drawn in each run"
+    if record["head_init"] == "random":
+        return f"a random head drawn once with head_seed {record['head_seed']}"
+    scores = ", ".join(
+        f"{split} {record[split]['score']:.4f}" for split in ("train", "validation") if split in record
+    )
+    return f"a linear-probed head ({record['projection']} fitted on {record['train_rows']} training rows: {scores})"

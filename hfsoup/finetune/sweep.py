@@ -24,7 +24,7 @@ from ..sources import model_folder
 from ..staging import check_output
 from .plan import RunPlan, plan_runs
 from .publish import push_run
-from .start import encoded_split, shared_start
+from .start import encoded_split, shared_start, start_record
 from .train import folder_kinds, train_run
 
 logger = logging.getLogger(__name__)
@@ -147,8 +147,12 @@ def finetune_sweep(
         tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
         train = encoded_split(recipe, task, dataset, seed, tokenizer)
         validation = load_split(task, task.eval_splits[0], dataset=dataset, seed=seed)
-        start = base if recipe.head_seed is None else shared_start(base, tokenizer, recipe, task, work_dir)
-        describe = {"base": recipe.base, "dataset": dataset, "command": command}
+        start = base
+        if recipe.head_seed is not None:
+            start = shared_start(
+                base, tokenizer, recipe, task, work_dir, dataset=dataset, seed=seed, validation=validation
+            )
+        describe = {"base": recipe.base, "dataset": dataset, "command": command, "start": start_record(start)}
         done = len(plans) - len(todo)
         for position, plan in enumerate(todo, start=done + 1):
             logger.info("Run %d/%d (%d done before): %s", position, len(plans), done, plan.name)

@@ -136,6 +136,7 @@ def train_run(
         "train_seconds_this_session": round(seconds, 1),
         "resumed_from": Path(checkpoint).name if checkpoint else None,
         "scores": scores,
+        "start": describe.get("start"),
     }
     for kind in folder_kinds(recipe):
         write_run_card(partial / kind, kind, record, recipe, task, describe)

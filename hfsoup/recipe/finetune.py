@@ -6,15 +6,17 @@ Used by `hfsoup finetune` (see `sweep_recipe.py`) and by the `finetune:` section
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 from ..errors import RecipeError
 from .fields import check_types as _check_types
 
-__all__ = ["EMA_SCHEDULES", "INGREDIENT_KINDS", "FinetuneRecipe"]
+__all__ = ["EMA_SCHEDULES", "HEAD_INITS", "INGREDIENT_KINDS", "FinetuneRecipe"]
 
 INGREDIENT_KINDS = ("raw", "ema", "epochs")
 EMA_SCHEDULES = ("warmup", "constant", "bias_correction")
+HEAD_INITS = ("linear_probe", "random")
 
 
 @dataclass
@@ -43,7 +45,11 @@ class FinetuneRecipe:
             EMA (raw only without EMA).
         head_seed: the seed of the task head, drawn once and shared by every run (soups need one shared
             initialization); `None` draws a new head in each run from the run's seed (only for comparisons:
-            such runs do not soup).
+            such runs do not soup; it needs `head_init: random`).
+        head_init: how the shared head starts: `linear_probe` (the default) fits its final projection on the
+            frozen base's features of the training split (LP-FT), `random` keeps the head drawn from
+            `head_seed`.
+        probe_l2: the probe's L2 strength on standardized features (`mean loss + probe_l2 / 2 * |W|^2`).
         push_to_hub: a Hub repository prefix, `user/prefix`: each run is pushed to `user/prefix-<run>`, its raw
             weights on `main` and its EMA weights on the branch `ema`.
         private: whether repositories created by `push_to_hub` are private.
@@ -63,6 +69,8 @@ class FinetuneRecipe:
     ema_schedule: str | None = None
     ingredients: list[str] | None = None
     head_seed: int | None = 0
+    head_init: str = "linear_probe"
+    probe_l2: float = 1e-3
     push_to_hub: str | None = None
     private: bool = True
 
@@ -90,6 +98,17 @@ class FinetuneRecipe:
             raise RecipeError(
                 f"finetune.ema_schedule must be one of {', '.join(EMA_SCHEDULES)} or null, got {self.ema_schedule!r}."
             )
+        if self.head_init not in HEAD_INITS:
+            raise RecipeError(
+                f"finetune.head_init must be one of {', '.join(HEAD_INITS)}, got {self.head_init!r}."
+            )
+        if self.head_init == "linear_probe" and self.head_seed is None:
+            raise RecipeError(
+                "finetune.head_seed: null draws a head per run, but head_init linear_probe fits one shared head; "
+                "set head_init: random with it, or give a head_seed."
+            )
+        if not (math.isfinite(self.probe_l2) and self.probe_l2 > 0):
+            raise RecipeError(f"finetune.probe_l2 must be a finite number > 0, got {self.probe_l2}.")
         if not self.learning_rate > 0:
             raise RecipeError(f"finetune.learning_rate must be > 0, got {self.learning_rate}.")
         kinds = self.ingredient_kinds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -113,13 +114,19 @@ def test_every_run_starts_from_one_shared_head(tmp_path, tiny_base_dir, glue_hub
         FinetuneRecipe(**settings), task, dataset=str(glue_hub_dir), work_dir=tmp_path / "shared"
     )
     independent = finetune_ingredients(
-        FinetuneRecipe(**settings, head_seed=None), task, dataset=str(glue_hub_dir), work_dir=tmp_path / "own"
+        FinetuneRecipe(**settings, head_seed=None, head_init="random"),
+        task,
+        dataset=str(glue_hub_dir),
+        work_dir=tmp_path / "own",
     )
 
     (init,) = (tmp_path / "shared").glob("init-*")
     start = load_file(init / "model.safetensors")["classifier.weight"].flatten()
     for head in _heads(shared):
         assert torch.allclose(head, start, atol=1e-6)
+    for folder in {Path(f).parent for f in shared}:  # each run records, and its card names, the probed start
+        assert json.loads((folder / "run.json").read_text())["start"]["head_init"] == "linear_probe"
+        assert "linear-probed head" in (folder / "raw" / "README.md").read_text()
     a, b = _heads(independent)
     assert not torch.allclose(a, b, atol=1e-3)
     assert not list((tmp_path / "own").glob("init-*"))
