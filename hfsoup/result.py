@@ -98,6 +98,10 @@ class MergeResult:
             for a regression, or when no ingredient names its labels.
         text_columns: the task's one or two text columns (empty for a plain merge).
         halved_split: the split the default `selection` and `report` halves are cut from.
+        start: how the ingredients' runs started, when a sweep trained them (`start.json` of its
+            `init-<key>/`: `head_init`, and a linear probe's training and validation scores).
+        gain: the soup minus the best ingredient on the report split, `{"split", "soup_minus_best", "low",
+            "high", "level", "resamples", "seed"}`: a paired bootstrap interval over the split's rows.
     """
 
     task: str | None
@@ -124,6 +128,8 @@ class MergeResult:
     label_names: list[str] = field(default_factory=list)
     text_columns: list[str] = field(default_factory=list)
     halved_split: str = "validation"
+    start: dict | None = None
+    gain: dict | None = None
 
     @property
     def selected(self) -> list[IngredientRecord]:

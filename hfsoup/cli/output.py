@@ -37,6 +37,8 @@ def format_scores(result: MergeResult) -> str:
     lines = [f"Task {result.task}; score = {result.score_key}; * = in the soup", f"{'':{width}}{header}"]
     for name, scores in rows:
         lines.append(f"{name:{width}}" + "".join(f"{scores[role]['score']:>14.4f}" for role in roles))
+    if result.gain:
+        lines.append(describe_gain(result.gain))
     if result.top_subsets:
         subsets = 2 ** len(result.ingredients) - 1
         lines.append(f"Best of {subsets} subsets by selection score (the first is the soup):")
@@ -44,6 +46,15 @@ def format_scores(result: MergeResult) -> str:
             names = ", ".join(f"#{i} {result.ingredients[i].name}" for i in subset.indices)
             lines.append(f"  {rank}. {subset.score:.4f}  {names}")
     return "\n".join(lines)
+
+
+def describe_gain(gain: dict) -> str:
+    """The soup minus the best ingredient on the report split, with its paired bootstrap interval, as one line."""
+    level = round(gain["level"] * 100)
+    return (
+        f"Soup minus best ingredient on {gain['split']}: {gain['soup_minus_best']:+.4f} ({level}% paired bootstrap "
+        f"interval {gain['low']:+.4f} to {gain['high']:+.4f}, {gain['resamples']} resamples, seed {gain['seed']})"
+    )
 
 
 def format_runs(runs: list[tuple[dict, list[str]]], folder: Path) -> str:

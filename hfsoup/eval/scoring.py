@@ -123,6 +123,16 @@ class Scorer:
         return len(self._references)
 
     @property
+    def references(self) -> np.ndarray:
+        """The split's labels, in dataset order (class ids, or floats for a regression)."""
+        return self._references
+
+    @property
+    def computes_shipped_metric(self) -> bool:
+        """Whether the metric is hfsoup's shipped GLUE, accuracy or Pearson-Spearman code, whose keys are known."""
+        return _is_shipped(self._metric, ("glue", "accuracy", "pearson_spearman"))
+
+    @property
     def has_bound(self) -> bool:
         """Whether [`score`] can stop early: the score is accuracy, binary F1 or their mean, of the shipped metric.
 
@@ -203,13 +213,15 @@ class Scorer:
         logits = self._run(stop)
         return None if logits is None else self.metrics(logits)["score"]
 
-    def metrics(self, logits: torch.Tensor) -> dict[str, float]:
+    def metrics(self, logits: torch.Tensor, rows: np.ndarray | None = None) -> dict[str, float]:
         """The metric's output for `logits` (of the model, or e.g. a mean of several models'), plus `"score"`.
 
-        Classification predicts the argmax; regression (STS-B) predicts the single logit.
+        Classification predicts the argmax; regression (STS-B) predicts the single logit. With `rows` (indices
+        into the split, e.g. a bootstrap resample), `logits` are those rows' and are scored against their labels.
         """
         predictions = logits[:, 0] if self.task.is_regression else logits.argmax(dim=-1)
-        result = self._metric.compute(predictions=predictions.numpy(), references=self._references)
+        references = self._references if rows is None else self._references[rows]
+        result = self._metric.compute(predictions=predictions.numpy(), references=references)
         result = {key: float(value) for key, value in result.items()}
         result["score"] = self.task.leaderboard_score(result)
         return result
@@ -283,8 +295,13 @@ def _bound_keys(task: Task, metric: evaluate.EvaluationModule) -> tuple[str, ...
 
 def _is_shipped_classification(metric: evaluate.EvaluationModule) -> bool:
     """Whether `metric` runs hfsoup's own GLUE or accuracy code (`evaluate` imports a copy), whose keys are known."""
+    return _is_shipped(metric, ("glue", "accuracy"))
+
+
+def _is_shipped(metric: evaluate.EvaluationModule, names: tuple[str, ...]) -> bool:
+    """Whether `metric` runs the code of one of these shipped metrics (`evaluate` imports a copy of it)."""
     source = Path(inspect.getfile(type(metric))).read_bytes()
-    return any(source == (SHIPPED_METRICS[name] / f"{name}.py").read_bytes() for name in ("glue", "accuracy"))
+    return any(source == (SHIPPED_METRICS[name] / f"{name}.py").read_bytes() for name in names)
 
 
 class _UpperBound:

@@ -7,6 +7,7 @@ task is resolved once, every run is trained (or reused) by [`finetune_sweep`], a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from ..eval.tasks import Task
 from ..merge import Merge, run_merge
 from ..recipe.finetune import FinetuneRecipe
 from ..recipe.sweep import SweepRecipe
+from ..soup import get_method
 from ..sources import model_folder
 from ..staging import check_output
 from .plan import RunPlan, plan_runs
@@ -94,14 +96,19 @@ def run_finetune(
     records = [(json.loads((plan.folder / "run.json").read_text(encoding="utf-8")), f) for plan, f in runs]
     if soup is None:
         return Sweep(records, None)
+    recipe = sweep.soup_recipe([folder for _record, folders in records for folder in folders])
+    start = records[0][0].get("start_folder")
+    if recipe.base is None and start and get_method(recipe.method).needs_base:
+        recipe = dataclasses.replace(recipe, base=start)  # the runs' common start is their soup's base
     merge = run_merge(
-        sweep.soup_recipe([folder for _record, folders in records for folder in folders]),
+        recipe,
         output_dir=soup_dir,
         overwrite=overwrite,
         token=token,
         command=command,
         progress=progress,
         task=task,
+        start=records[0][0].get("start"),
         **merge_options,
     )
     return Sweep(records, merge)
@@ -152,7 +159,13 @@ def finetune_sweep(
             start = shared_start(
                 base, tokenizer, recipe, task, work_dir, dataset=dataset, seed=seed, validation=validation
             )
-        describe = {"base": recipe.base, "dataset": dataset, "command": command, "start": start_record(start)}
+        describe = {
+            "base": recipe.base,
+            "dataset": dataset,
+            "command": command,
+            "start": start_record(start),
+            "start_folder": str(start) if start != base else None,
+        }
         done = len(plans) - len(todo)
         for position, plan in enumerate(todo, start=done + 1):
             logger.info("Run %d/%d (%d done before): %s", position, len(plans), done, plan.name)

@@ -19,7 +19,7 @@ from pathlib import Path
 import datasets
 from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, set_seed
-from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..ema import EmaTrainerCallback
@@ -45,6 +45,13 @@ class _EpochSnapshots(TrainerCallback):
         epoch = round(state.epoch or 0)
         if epoch in self.epochs and model is not None and state.is_world_process_zero:
             save_model_folder(model, self.tokenizer, self.folder / f"epoch-{epoch}")
+
+
+class _QuietProgress(ProgressCallback):
+    """The Trainer's progress bar (on stderr), without the log dictionaries it writes to stdout."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return
 
 
 def save_model_folder(model, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
@@ -106,8 +113,11 @@ def train_run(
     trainer = Trainer(
         model=model, args=plan.args, train_dataset=train, processing_class=tokenizer, callbacks=callbacks
     )
-    if not progress:  # no bar, and no loss dictionaries printed on stdout either (the log says Run i/N)
-        trainer.remove_callback(PrinterCallback)
+    # No loss dictionaries on stdout, with or without the bar: the log says Run i/N and each run's scores.
+    trainer.remove_callback(PrinterCallback)
+    if progress:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_QuietProgress)
     checkpoint = get_last_checkpoint(plan.args.output_dir) if Path(plan.args.output_dir).is_dir() else None
     if checkpoint:
         logger.info("Resuming %s from %s", plan.name, checkpoint)
@@ -137,6 +147,7 @@ def train_run(
         "resumed_from": Path(checkpoint).name if checkpoint else None,
         "scores": scores,
         "start": describe.get("start"),
+        "start_folder": describe.get("start_folder"),
     }
     for kind in folder_kinds(recipe):
         write_run_card(partial / kind, kind, record, recipe, task, describe)

@@ -76,6 +76,7 @@ class MergeOptions:
     overwrite: bool = False
     token: str | bool | None = None
     command: str = ""
+    start: dict | None = None
     repo_id: str | None = None
     progress: bool = True
     trust_remote_metric: bool = False
@@ -103,6 +104,7 @@ class Loaded:
     task: Task | None
     metric: object | None
     splits: dict[str, datasets.Dataset]
+    base: Ingredient | None = None
 
 
 def run_merge(
@@ -120,6 +122,7 @@ def run_merge(
     processes: Processes | None = None,
     max_shard_size: int | str | None = None,
     task: Task | None = None,
+    start: dict | None = None,
 ) -> Merge:
     """Check, score and soup the recipe's ingredients; write the soup folder if `output_dir` is given.
 
@@ -140,6 +143,8 @@ def run_merge(
         max_shard_size: the largest weight file (`None`: `MAX_SHARD_SIZE`, as `save_pretrained`); a bigger
             soup is split into shards with an index.
         task: the task, already resolved by the caller (a sweep resolves it once); `None` resolves the recipe's.
+        start: how the ingredients' runs started (a sweep's `start.json`: the probed head and its scores), for
+            the card and soup.yaml.
 
     Returns:
         The [`Merge`].
@@ -154,6 +159,7 @@ def run_merge(
         overwrite=overwrite,
         token=token,
         command=command,
+        start=start,
         repo_id=repo_id,
         progress=progress,
         trust_remote_metric=trust_remote_metric,
@@ -225,18 +231,17 @@ def load(recipe: MergeRecipe, checked: Checked, options: MergeOptions) -> Loaded
     refuse_independent_heads(recipe, report, options.allow_independent_heads)
     for line in report.warnings:
         logger.warning(line)
-    return Loaded(report.aligned(ingredients), report, task, checked.metric, splits)
+    return Loaded(report.aligned(ingredients), report, task, checked.metric, splits, base)
 
 
 def soup(recipe: MergeRecipe, loaded: Loaded, model: torch.nn.Module, options: MergeOptions) -> MergeResult:
     """Stage 3: the soup averaged into `model` (scored with its candidates when there is a task)."""
     task, ingredients = loaded.task, loaded.ingredients
     if task is None:
-        souped = plain_soup(recipe, ingredients, model)
+        souped = plain_soup(recipe, ingredients, model, base=loaded.base)
     else:
-        souped = scored_soup(
-            recipe, ingredients, model, _scoring(recipe, loaded, model, options), progress=options.progress
-        )
+        scoring = _scoring(recipe, loaded, model, options)
+        souped = scored_soup(recipe, ingredients, model, scoring, progress=options.progress, base=loaded.base)
     return merge_result(
         recipe,
         task,
@@ -246,6 +251,7 @@ def soup(recipe: MergeRecipe, loaded: Loaded, model: torch.nn.Module, options: M
         label_names=list(task.label_names if task else loaded.report.label_names or []),
         compatibility=loaded.report.warnings + loaded.report.notes,
         command=options.command,
+        start=options.start,
     )
 
 

@@ -17,13 +17,20 @@ from .record import Souped, ingredient_records
 __all__ = ["plain_soup"]
 
 
-def plain_soup(recipe: MergeRecipe, ingredients: list[Ingredient], model: torch.nn.Module) -> Souped:
+def plain_soup(
+    recipe: MergeRecipe,
+    ingredients: list[Ingredient],
+    model: torch.nn.Module,
+    *,
+    base: Ingredient | None = None,
+) -> Souped:
     """Average `ingredients` into `model` by the recipe's method, without scoring anything.
 
     Args:
         recipe: the recipe; its method is `uniform` or `weighted` (a recipe without a task refuses the others).
         ingredients: the checked ingredients, their labels aligned.
         model: the model whose weights become the soup.
+        base: the common base, for a method that needs one (`model_stock`).
 
     Returns:
         The [`Souped`]: no score, no candidate; each ingredient's weight in the soup.
@@ -36,5 +43,5 @@ def plain_soup(recipe: MergeRecipe, ingredients: list[Ingredient], model: torch.
     [0.5, 0.5]
     ```
     """
-    soup = get_method(recipe.method)(ingredients, dict(model.state_dict()), weights=recipe.weights)
+    soup = get_method(recipe.method)(ingredients, dict(model.state_dict()), weights=recipe.weights, base=base)
     return Souped(ingredient_records(ingredients), soup)

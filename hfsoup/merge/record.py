@@ -24,12 +24,15 @@ class Souped:
         candidates: the scores of the soup and its references (`SOUP`, `UNIFORM`, `BEST`, `ENSEMBLE`); empty
             for a plain merge.
         best: the index of the best ingredient on the selection split; `None` for a plain merge.
+        gain: the soup minus the best ingredient on the report split, with its paired bootstrap interval (see
+            `hfsoup.eval.bootstrap`); `None` for a plain merge.
     """
 
     records: list[IngredientRecord]
     soup: SoupResult
     candidates: dict[str, Scores] = field(default_factory=dict)
     best: int | None = None
+    gain: dict | None = None
 
     def __post_init__(self):
         for index, weight in zip(self.soup.selected, self.soup.weights, strict=True):
@@ -65,6 +68,7 @@ def merge_result(
     label_names: list[str],
     compatibility: list[str],
     command: str,
+    start: dict | None = None,
 ) -> MergeResult:
     """The result of a merge, every field set here: what was souped, scored, chosen, and where it came from."""
     method = get_method(recipe.method)
@@ -93,6 +97,8 @@ def merge_result(
         label_names=label_names,
         text_columns=list(task.text_columns) if task else [],
         halved_split=task.eval_splits[0] if task else "validation",
+        start=start,
+        gain=souped.gain,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from huggingface_hub.utils import tqdm
 
+from ..eval.bootstrap import paired_gain
 from ..eval.loss import SelectionLoss
 from ..eval.scoring import Scorer
 from ..eval.tasks import Task
@@ -65,6 +66,7 @@ def scored_soup(
     scoring: Scoring,
     *,
     progress: bool = True,
+    base: Ingredient | None = None,
 ) -> Souped:
     """Score every ingredient, the ensemble, the uniform soup and the recipe's soup; the model ends with the soup.
 
@@ -74,6 +76,7 @@ def scored_soup(
         model: the float32 model the soups are written into, which the scorers score.
         scoring: the scorers of every split, and the selection loss of a fitted method.
         progress: show a progress bar over the ingredients.
+        base: the common base, for a method that needs one (`model_stock`).
 
     Returns:
         The [`Souped`]: each ingredient's scores, what the method chose, the candidates' scores.
@@ -112,11 +115,19 @@ def scored_soup(
         weights=recipe.weights,
         gradient=scoring.loss,
         settings=_learned_settings(recipe),
+        base=base,
     )
-    candidates[SOUP] = scoring.all_splits()[0]
+    candidates[SOUP], soup_logits = scoring.all_splits()
     for step in soup.log:
         logger.debug(step.describe())
-    return Souped(ingredient_records(ingredients, all_scores), soup, candidates, best)
+    gain = None
+    if "report" in scoring.scorers:  # how sure the soup's gain over the best ingredient is, on held-out rows
+        report = scoring.scorers["report"]
+        gain = {
+            "split": "report",
+            **paired_gain(report, soup_logits["report"], all_logits[best]["report"], seed=recipe.seed),
+        }
+    return Souped(ingredient_records(ingredients, all_scores), soup, candidates, best, gain)
 
 
 def split_specs(recipe: MergeRecipe, task: Task | None) -> dict[str, str]:

@@ -94,6 +94,8 @@ def soup_yaml(result: MergeResult) -> str:
         "coefficients": {group: list(values) for group, values in result.coefficients.items()},
         "best_ingredient": result.best_ingredient,
         "results": {key: _rounded(scores) for key, scores in result.candidates.items()},
+        "gain": _plain(result.gain),
+        "start": _plain(result.start),
         "log": list(result.log),
         "compatibility": list(result.compatibility),
     }

@@ -39,7 +39,7 @@ class MergeRecipe:
             unscored merge (`uniform` or `weighted` only).
         models: the ingredients: local folders, `user/name` or `user/name@revision`.
         method: the soup method, a name of `hfsoup.soup.SOUP_METHODS`: `greedy`, `uniform`, `weighted`,
-            `exhaustive` or `learned`.
+            `exhaustive`, `learned` or `model_stock`.
         weights: one weight per model (finite, >= 0, positive sum), for `weighted` only.
         dataset: a Hub dataset id, a local folder laid out like one, or a data file; `None` for `nyu-mll/glue`
             (with a task) or for no scoring (without one).
@@ -51,7 +51,7 @@ class MergeRecipe:
         seed: the seed of the default `selection`/`report` halves of the validation split.
         metric: a shipped or local `evaluate` metric; `None` for the task's.
         metric_key: the metric output key that selection maximizes; `None` for the leaderboard score.
-        base: the common base model, for the compatibility report's distances.
+        base: the common base model, for the compatibility report's distances, and the anchor of `model_stock`.
         batch_size: scoring batch size.
         max_length: longest tokenized input when scoring.
         dtype: the dtype of the scoring passes, one of `DTYPES`; the soup is averaged in float32 either way.
@@ -188,6 +188,11 @@ class MergeRecipe:
         from ..soup.methods import get_method
 
         count = len(self.models) if count is None else count
+        if get_method(self.method).needs_base and self.base is None:
+            raise RecipeError(
+                f"method {self.method} needs --base, the model the ingredients were fine-tuned from (a sweep "
+                "soups around its own start, init-<key>/)."
+            )
         if count < 1:
             raise RecipeError("a merge needs at least one model; give model folders or Hub ids.")
         if self.weights is not None and len(self.weights) != count:

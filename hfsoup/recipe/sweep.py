@@ -21,6 +21,9 @@ from .merge import MergeRecipe, load_recipe
 
 __all__ = ["SweepRecipe", "load_merge_or_sweep", "load_sweep"]
 
+STARTS_BASE = "init-<key>"
+"""What a sweep's soup takes as its `base` when none is given: the sweep's start, known once it is built."""
+
 # The soup's fields that the sweep sets itself.
 _SET_BY_SWEEP = ("task", "dataset", "text_columns", "label_column", "finetune")
 
@@ -71,7 +74,10 @@ class SweepRecipe:
             except HfSoupError as error:
                 raise RecipeError(str(error)) from error
         if self.soup is not None:
-            self.soup.check_models(self.ingredient_count)  # a doomed soup fails now, before any training
+            soup = self.soup
+            if soup.base is None and self.finetune.head_seed is not None:
+                soup = dataclasses.replace(soup, base=STARTS_BASE)  # the sweep soups around its own start
+            soup.check_models(self.ingredient_count)  # a doomed soup fails now, before any training
 
     def _soup_of(self, fields: dict) -> MergeRecipe:
         """The soup section as a `MergeRecipe` on the sweep's task and data; its `output_dir` is kept aside."""

@@ -1,4 +1,4 @@
-"""Soup methods in a registry: uniform, weighted, greedy, exhaustive and learned averages of fine-tuned ingredients.
+"""Soup methods in a registry: uniform, weighted, greedy, exhaustive, learned and Model Stock soups of fine-tunes.
 
 Every method writes its soup in place into `target`, the tensors of one live model, and keeps the soup as a
 running average in fp32, so peak memory is the model plus one fp32 copy of its floating-point tensors (none
@@ -26,6 +26,7 @@ from .exhaustive import check_count, exhaustive_soup
 from .greedy import greedy_soup
 from .layout import load_into
 from .learned import LearnedSettings, SelectionGradient, learned_soup
+from .model_stock import MODEL_STOCK_PAPER, model_stock_soup
 
 __all__ = [
     "SOUPS_PAPER",
@@ -57,6 +58,7 @@ class SoupMethod:
             can fall back to a single ingredient; a fixed mix (uniform, weighted) cannot.
         fits: whether the method fits its mix by gradient descent on the selection loss (learned), so that it
             takes `gradient` and `settings`.
+        needs_base: whether the method takes the ingredients' common `base` (model_stock).
     """
 
     name: str
@@ -66,6 +68,7 @@ class SoupMethod:
     check_count: Callable[[int], None] = field(default=lambda count: None, repr=False)
     chooses: bool = False
     fits: bool = False
+    needs_base: bool = False
 
     def __call__(
         self,
@@ -77,6 +80,7 @@ class SoupMethod:
         weights: Sequence[float] | None = None,
         gradient: SelectionGradient | None = None,
         settings: LearnedSettings | None = None,
+        base: SoupIngredient | None = None,
     ) -> SoupResult:
         """Make the soup and write it into `target`. Every method takes the same arguments.
 
@@ -94,6 +98,7 @@ class SoupMethod:
             gradient: the selection loss and its gradient of the weights in the target, batch by batch (see
                 [`SelectionGradient`]), for `learned` only (ignored by the others).
             settings: how `learned` fits its coefficients (see [`LearnedSettings`]; ignored by the others).
+            base: the model the ingredients were fine-tuned from, for `model_stock` (ignored by the others).
 
         Returns:
             The [`SoupResult`]: which ingredients, with which weights, and the decisions taken.
@@ -115,6 +120,8 @@ class SoupMethod:
             raise InvalidSettingError("A soup needs at least one ingredient; none were given.")
         self.check_count(len(ingredients))
         fitting = {"gradient": gradient, "settings": settings} if self.fits else {}
+        if self.needs_base:
+            fitting["base"] = base
         return self.function(
             ingredients, target, score=score, individual_scores=individual_scores, weights=weights, **fitting
         )
@@ -155,6 +162,14 @@ SOUP_METHODS: dict[str, SoupMethod] = {
             "descent on the selection split's loss, starting from the uniform soup.",
             learned_soup,
             fits=True,
+        ),
+        SoupMethod(
+            "model_stock",
+            MODEL_STOCK_PAPER,
+            "Model Stock: per tensor, the ingredients' mean pulled toward the base by the mean angle of their "
+            "updates, t * mean + (1 - t) * base with t = N c / (1 + (N - 1) c).",
+            model_stock_soup,
+            needs_base=True,
         ),
     )
 }
