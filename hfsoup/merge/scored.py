@@ -116,6 +116,7 @@ def scored_soup(
         gradient=scoring.loss,
         settings=_learned_settings(recipe),
         base=base,
+        min_gain=recipe.greedy_min_gain or 0.0,
     )
     candidates[SOUP], soup_logits = scoring.all_splits()
     for step in soup.log:

@@ -63,6 +63,8 @@ class MergeRecipe:
             ingredient). See `hfsoup.soup.methods.LearnedSettings` for this and the next two.
         learned_epochs: `learned` only: passes over the selection split (default 5).
         learned_learning_rate: `learned` only: Adam's learning rate on the coefficients' logits (default 0.5).
+        greedy_min_gain: `greedy` only: accept an ingredient only if the soup's selection score rises by more
+            than this (default 0, the paper's strict rule).
         learned_coefficients: `learned` only: the coefficients a fit recorded (group -> one per model), which a
             replay of its `soup.yaml` reuses instead of fitting; dropped when the method or a `learned_*`
             setting is overridden.
@@ -93,6 +95,7 @@ class MergeRecipe:
     learned_epochs: int | None = None
     learned_learning_rate: float | None = None
     learned_coefficients: dict[str, list[float]] | None = None
+    greedy_min_gain: float | None = None
 
     def __post_init__(self):
         _check_types(self, "recipe")
@@ -125,6 +128,11 @@ class MergeRecipe:
         if self.batch_size < 1 or self.max_length < 1:
             raise RecipeError("batch_size and max_length must be at least 1.")
         self._check_learned(count)
+        gain = self.greedy_min_gain
+        if gain is not None and (self.method != "greedy" or not (math.isfinite(gain) and gain >= 0)):
+            raise RecipeError(
+                f"greedy_min_gain goes with method greedy and must be a number >= 0, got {gain}."
+            )
         for name in ("dtype", "output_dtype"):
             if getattr(self, name) not in (*DTYPES, None):
                 raise RecipeError(f"{name} must be one of {', '.join(DTYPES)}, got {getattr(self, name)!r}.")
@@ -278,6 +286,8 @@ def load_recipe(path: str | Path, **overrides) -> MergeRecipe:
         data = _replayed(load_soup_yaml(path))
     if any(overrides.get(name) is not None for name in ("method", *LEARNED_FIELDS[:3])):
         data.pop("learned_coefficients", None)  # they were fitted with other settings: fit anew
+    if overrides.get("method") not in (None, "greedy"):
+        data.pop("greedy_min_gain", None)  # a greedy setting of the replayed soup, not of the method asked for
     data.update({key: value for key, value in overrides.items() if value is not None})
     try:
         return _build(MergeRecipe, data, "recipe")

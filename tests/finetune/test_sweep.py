@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hfsoup.errors import HfSoupError
+from hfsoup.errors import HfSoupError, RecipeError
 from hfsoup.finetune.sweep import run_finetune
 from hfsoup.recipe.sweep import SweepRecipe
 
@@ -34,3 +34,29 @@ def test_without_a_soup_a_missing_base_is_the_first_error(tmp_path):
     with pytest.raises(HfSoupError) as caught:
         run_finetune(_sweep(tmp_path, None))
     assert "no-such-base" in str(caught.value)
+
+
+def test_a_model_stock_soup_of_a_sweep_is_anchored_at_the_sweep_s_start(tmp_path, tiny_sweep, glue_hub_dir):
+    sweep = SweepRecipe(
+        task="mrpc",
+        dataset=str(glue_hub_dir),
+        finetune=dict(tiny_sweep, train_split="train[:64]"),
+        output_dir=str(tmp_path / "runs"),
+        soup={
+            "method": "model_stock",
+            "selection_split": "validation[:32]",
+            "report_split": "validation[32:64]",
+        },
+    )
+    done = run_finetune(sweep, progress=False)
+    (start,) = (tmp_path / "runs").glob("init-*")
+    result = done.merge.result
+    assert result.method == "model_stock" and result.recipe["base"] == str(start)
+    assert result.start["head_init"] == "linear_probe" and result.start["train_rows"] == 64
+    assert "linear-probed head" in (tmp_path / "runs" / "soup" / "README.md").read_text()
+
+
+def test_a_model_stock_soup_without_a_shared_start_needs_a_base(tmp_path):
+    finetune = {"base": "b", "head_seed": None, "head_init": "random"}
+    with pytest.raises(RecipeError, match="needs --base"):
+        SweepRecipe(task="mrpc", finetune=finetune, soup={"method": "model_stock"})

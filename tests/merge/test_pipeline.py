@@ -12,12 +12,13 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from hfsoup.errors import RecipeError
 from hfsoup.eval import get_task, load_split
 from hfsoup.eval.scoring import Scorer
 from hfsoup.finetune import run_finetune
 from hfsoup.merge import run_merge
 from hfsoup.merge.record import _common_base
-from hfsoup.recipe import FinetuneRecipe, MergeRecipe, SweepRecipe
+from hfsoup.recipe import FinetuneRecipe, MergeRecipe, SweepRecipe, load_recipe
 from hfsoup.result import BEST, ENSEMBLE, SOUP, UNIFORM
 from hfsoup.soup.methods.exhaustive import rank_key
 from hfsoup.staging import staged
@@ -256,3 +257,47 @@ def test_exhaustive_method_keeps_the_best_subset_and_reports_the_top(
     assert [s["ingredients"] for s in soup["top_subsets"]] == [s.indices for s in top]
     assert soup["method"]["name"] == "exhaustive"
     assert "## Subset search" in (tmp_path / "soup" / "README.md").read_text()
+
+
+# --- model_stock around a base, and the soup's gain with its interval ---------------------------------------
+
+
+def test_model_stock_soups_around_the_base_and_the_gain_has_a_replayable_interval(
+    tmp_path, tiny_base_dir, tiny_ingredient_dirs, glue_hub_dir
+):
+    models = [str(folder) for folder in tiny_ingredient_dirs]
+    recipe = MergeRecipe(
+        task="mrpc",
+        models=models,
+        method="model_stock",
+        base=str(tiny_base_dir),
+        **quick_splits(glue_hub_dir),
+    )
+    merge = run_merge(recipe, output_dir=tmp_path / "soup", progress=False)
+    result = merge.result
+    assert result.method == "model_stock" and result.method_paper == "https://arxiv.org/abs/2403.19522"
+    gain = result.gain
+    assert gain["split"] == "report" and gain["resamples"] == 1000 and gain["seed"] == recipe.seed
+    assert gain["low"] <= gain["soup_minus_best"] <= gain["high"]
+    report = result.candidates[SOUP]["report"]["score"] - result.candidates[BEST]["report"]["score"]
+    assert gain["soup_minus_best"] == pytest.approx(report)
+    card = (tmp_path / "soup" / "README.md").read_text()
+    assert "How sure the gain is" in card and "2403.19522" in card
+    recorded = yaml.safe_load((tmp_path / "soup" / "soup.yaml").read_text())
+    assert recorded["gain"]["low"] == pytest.approx(gain["low"]) and recorded["recipe"]["base"] == str(
+        tiny_base_dir
+    )
+    again = run_merge(
+        load_recipe(tmp_path / "soup" / "soup.yaml"), output_dir=tmp_path / "again", progress=False
+    )
+    assert again.result.gain == gain
+    assert (tmp_path / "soup" / "model.safetensors").read_bytes() == (
+        tmp_path / "again" / "model.safetensors"
+    ).read_bytes()
+
+
+def test_model_stock_without_a_base_is_one_line_before_any_work(tmp_path, tiny_ingredient_dirs, glue_hub_dir):
+    recipe = MergeRecipe(task="mrpc", models=[str(f) for f in tiny_ingredient_dirs], method="model_stock")
+    with pytest.raises(RecipeError, match="needs --base"):
+        run_merge(recipe, output_dir=tmp_path / "soup", progress=False)
+    assert not (tmp_path / "soup").exists()

@@ -59,6 +59,7 @@ class SoupMethod:
         fits: whether the method fits its mix by gradient descent on the selection loss (learned), so that it
             takes `gradient` and `settings`.
         needs_base: whether the method takes the ingredients' common `base` (model_stock).
+        takes_min_gain: whether the method takes `min_gain`, the margin a candidate must win by (greedy).
     """
 
     name: str
@@ -69,6 +70,7 @@ class SoupMethod:
     chooses: bool = False
     fits: bool = False
     needs_base: bool = False
+    takes_min_gain: bool = False
 
     def __call__(
         self,
@@ -81,6 +83,7 @@ class SoupMethod:
         gradient: SelectionGradient | None = None,
         settings: LearnedSettings | None = None,
         base: SoupIngredient | None = None,
+        min_gain: float = 0.0,
     ) -> SoupResult:
         """Make the soup and write it into `target`. Every method takes the same arguments.
 
@@ -99,6 +102,7 @@ class SoupMethod:
                 [`SelectionGradient`]), for `learned` only (ignored by the others).
             settings: how `learned` fits its coefficients (see [`LearnedSettings`]; ignored by the others).
             base: the model the ingredients were fine-tuned from, for `model_stock` (ignored by the others).
+            min_gain: for `greedy`, the margin by which a candidate must beat the soup (0: the paper's rule).
 
         Returns:
             The [`SoupResult`]: which ingredients, with which weights, and the decisions taken.
@@ -122,6 +126,8 @@ class SoupMethod:
         fitting = {"gradient": gradient, "settings": settings} if self.fits else {}
         if self.needs_base:
             fitting["base"] = base
+        if self.takes_min_gain:
+            fitting["min_gain"] = min_gain
         return self.function(
             ingredients, target, score=score, individual_scores=individual_scores, weights=weights, **fitting
         )
@@ -145,6 +151,7 @@ SOUP_METHODS: dict[str, SoupMethod] = {
             "Add ingredients best-first, keeping each only if the soup's held-out score strictly improves.",
             greedy_soup,
             chooses=True,
+            takes_min_gain=True,
         ),
         SoupMethod(
             "exhaustive",

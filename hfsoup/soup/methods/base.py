@@ -46,6 +46,7 @@ class SoupStep:
             its individual score).
         score_before: the selection score of the soup before this step (`None` for the first ingredient).
         accepted: whether the ingredient joined the soup.
+        min_gain: the margin a candidate had to beat the soup by (0: the paper's strict rule).
     """
 
     index: int
@@ -53,19 +54,18 @@ class SoupStep:
     candidate_score: float
     score_before: float | None
     accepted: bool
+    min_gain: float = 0.0
 
     def describe(self) -> str:
         """The step as one line of text, as it is logged."""
         who = f"#{self.index} {self.name!r}"
         if self.score_before is None:
             return f"start with {who}: best individual score {self.candidate_score:.4f}"
+        bar = f"{self.score_before:.4f}" + (f" + {self.min_gain:g}" if self.min_gain else "")
         if self.accepted:
-            return f"accept {who}: candidate soup scores {self.candidate_score:.4f} > {self.score_before:.4f}"
+            return f"accept {who}: candidate soup scores {self.candidate_score:.4f} > {bar}"
         tie = " (a tie is not an improvement)" if self.candidate_score == self.score_before else ""
-        return (
-            f"reject {who}: candidate soup scores {self.candidate_score:.4f}, "
-            f"not > {self.score_before:.4f}{tie}"
-        )
+        return f"reject {who}: candidate soup scores {self.candidate_score:.4f}, not > {bar}{tie}"
 
 
 @dataclass

@@ -63,6 +63,7 @@ def greedy_soup(
     score: Callable[[], float] | None = None,
     individual_scores: Sequence[float] | None = None,
     weights: Sequence[float] | None = None,
+    min_gain: float = 0.0,
 ) -> SoupResult:
     """The greedy soup of Wortsman et al. 2022 (Recipe 1): add ingredients best-first while the score improves.
 
@@ -84,8 +85,13 @@ def greedy_soup(
     models. Integer tensors come from the best ingredient. The target ends holding the final soup, whose
     score is `selection_score`. See [`SoupMethod.__call__`] for the arguments.
 
+    `min_gain` > 0 accepts an ingredient only when the candidate beats the current soup by more than that
+    margin, so a gain too small for the selection rows to support is not taken (0, the default, is the
+    paper's strict `>`).
+
     Raises:
-        InvalidSettingError: if `score` or `individual_scores` is missing, or `weights` is given.
+        InvalidSettingError: if `score` or `individual_scores` is missing, `weights` is given, `min_gain` is
+            negative, or every individual score is NaN (there is nothing to choose by).
     """
     refuse_weights("greedy", weights)
     if score is None:
@@ -93,6 +99,13 @@ def greedy_soup(
             "The greedy soup needs `score`, a function scoring the weights in the model."
         )
     scores = _check_individual_scores(individual_scores, len(ingredients))
+    if not (is_number(min_gain) and min_gain >= 0):
+        raise InvalidSettingError(f"min_gain must be a number >= 0, got {min_gain!r}.")
+    if all(math.isnan(value) for value in scores):
+        raise InvalidSettingError(
+            "Every ingredient scores NaN on the selection split, so the greedy soup has nothing to choose by: "
+            "check the split's labels (missing or constant labels give NaN correlations) or the metric."
+        )
     order = sorted(range(len(ingredients)), key=lambda i: _rank(scores[i]), reverse=True)
     # `sorted(reverse=True)` keeps equal keys in their original order, as a stable descending sort should.
 
@@ -112,8 +125,8 @@ def greedy_soup(
         for names, values in layout.stream(ingredient, copy_others=False):
             _write_candidate([target[name] for name in names], [soup[name] for name in names], values, weight)
         candidate_score = float(score())
-        accepted = _rank(candidate_score) > _rank(current)
-        step = SoupStep(index, ingredient.name, candidate_score, current, accepted)
+        accepted = _rank(candidate_score) > _rank(current) + min_gain
+        step = SoupStep(index, ingredient.name, candidate_score, current, accepted, min_gain)
         log.append(step)
         logger.info("Greedy soup: %s", step.describe())
         if accepted:

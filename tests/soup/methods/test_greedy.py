@@ -158,3 +158,31 @@ def test_of_two_ingredients_with_equal_individual_scores_the_first_listed_is_sta
     assert result.selected == [0] and not result.log[1].accepted
     assert_target_equals(target, reference_average([ingredients[0]], [1.0]))
     assert torch.equal(target["position_ids"], ingredients[0].state["position_ids"])
+
+
+def test_a_minimum_gain_rejects_the_gains_below_it_and_zero_is_the_paper_s_rule():
+    ingredients = make_ingredients(6, seed=1, spread=[1, 3, 1, 4, 1, 2])
+    states = [float_tensors(i) for i in ingredients]
+    point = {n: (states[0][n] + states[2][n] + states[4][n]).double() / 3 for n in states[0]}
+    target = make_target(ingredients[0])
+    scorer = DistanceScorer(target, point)
+    scores = individual_scores(ingredients, target, scorer)
+    strict = get_method("greedy")(ingredients, target, score=scorer, individual_scores=scores, min_gain=0.0)
+    assert strict.selected == reference_greedy(ingredients, point)[0]  # the paper's rule, today's choices
+    gains = [s.candidate_score - s.score_before for s in strict.log[1:] if s.accepted]
+    margin = min(gains) + 1e-9  # just above the smallest gain the strict rule took
+    guarded = get_method("greedy")(
+        ingredients, target, score=scorer, individual_scores=scores, min_gain=margin
+    )
+    assert len(guarded.selected) < len(strict.selected)
+    assert all(s.candidate_score - s.score_before > margin for s in guarded.log[1:] if s.accepted)
+    assert any(f"+ {margin:g}" in s.describe() for s in guarded.log[1:])
+
+
+def test_a_selection_where_every_ingredient_scores_nan_is_refused():
+    ingredients = make_ingredients(3)
+    target = make_target(ingredients[0])
+    with pytest.raises(InvalidSettingError, match="Every ingredient scores NaN"):
+        get_method("greedy")(
+            ingredients, target, score=lambda: float("nan"), individual_scores=[float("nan")] * 3
+        )

@@ -10,11 +10,12 @@ from hfsoup.soup.methods import SOUP_METHODS, get_method
 
 
 def test_registry_entries_have_name_paper_and_one_line_description():
-    assert set(SOUP_METHODS) == {"uniform", "weighted", "greedy", "exhaustive", "learned"}
+    assert set(SOUP_METHODS) == {"uniform", "weighted", "greedy", "exhaustive", "learned", "model_stock"}
     for key, method in SOUP_METHODS.items():
         assert method.name == key
         assert get_method(key) is method
-        assert method.paper == "https://arxiv.org/abs/2203.05482"
+        stock = "https://arxiv.org/abs/2403.19522"
+        assert method.paper == (stock if key == "model_stock" else "https://arxiv.org/abs/2203.05482")
         assert method.description and "\n" not in method.description
 
 
