@@ -287,7 +287,9 @@ def load_recipe(path: str | Path, **overrides) -> MergeRecipe:
     if any(overrides.get(name) is not None for name in ("method", *LEARNED_FIELDS[:3])):
         data.pop("learned_coefficients", None)  # they were fitted with other settings: fit anew
     if overrides.get("method") not in (None, "greedy"):
-        data.pop("greedy_min_gain", None)  # a greedy setting of the replayed soup, not of the method asked for
+        data.pop(
+            "greedy_min_gain", None
+        )  # a greedy setting of the replayed soup, not of the method asked for
     data.update({key: value for key, value in overrides.items() if value is not None})
     try:
         return _build(MergeRecipe, data, "recipe")
