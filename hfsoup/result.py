@@ -16,6 +16,8 @@ SOUP_FORMAT = "hfsoup-soup/1"
 
 # The rows every result reports, beside each ingredient: the chosen soup and the three references.
 SOUP, UNIFORM, BEST, ENSEMBLE = "soup", "uniform_soup", "best_ingredient", "ensemble"
+AVERAGED_HEAD = "soup_averaged_head"
+"""With `--refit-head`, the soup before its head was refitted (its head averaged like the rest)."""
 
 
 @dataclass
@@ -102,6 +104,8 @@ class MergeResult:
             `init-<key>/`: `head_init`, and a linear probe's training and validation scores).
         gain: the soup minus the best ingredient on the report split, `{"split", "soup_minus_best", "low",
             "high", "level", "resamples", "seed"}`: a paired bootstrap interval over the split's rows.
+        refit_head: with `--refit-head`, how the soup's head was refitted: `{"split", "rows", "projection",
+            "probe_l2", "train", "seconds"}`; `None` when the head was averaged.
     """
 
     task: str | None
@@ -130,6 +134,7 @@ class MergeResult:
     halved_split: str = "validation"
     start: dict | None = None
     gain: dict | None = None
+    refit_head: dict | None = None
 
     @property
     def selected(self) -> list[IngredientRecord]:

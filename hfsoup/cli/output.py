@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..result import BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult
+from ..result import AVERAGED_HEAD, BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult
 
 __all__ = ["format_runs", "format_scores", "print_json"]
 
@@ -27,7 +27,8 @@ def format_scores(result: MergeResult) -> str:
         BEST: "best ingredient",
         UNIFORM: "uniform soup",
         ENSEMBLE: "logit ensemble",
-        SOUP: f"{result.method} soup",
+        AVERAGED_HEAD: f"{result.method} soup, averaged head",
+        SOUP: f"{result.method} soup" + (", head refitted" if result.refit_head else ""),
     }
     rows += [
         (f"  {label}", result.candidates[key]) for key, label in labels.items() if key in result.candidates

@@ -62,14 +62,14 @@ def refuse_independent_heads(recipe: MergeRecipe, report, allow: bool) -> None:
     A greedy or exhaustive soup may proceed (each keeps a mix only if its held-out score is better; the
     report's warning says it will likely keep one ingredient), and so may an explicit `allow`.
     """
-    if not report.independent_tensors or allow or get_method(recipe.method).chooses:
-        return
+    if not report.independent_tensors or allow or get_method(recipe.method).chooses or recipe.refit_head:
+        return  # a refitted head replaces the averaged one
     names = ", ".join(report.independent_tensors[:3])
     raise IncompatibleIngredientsError(
         f"{names} look(s) independently initialized in each ingredient while the backbones agree, so a "
         f"{recipe.method} soup would average unrelated random heads: fine-tune every run from one shared "
         "initialization (hfsoup's finetune does, with head_seed), use --method greedy, or pass "
-        "--allow-independent-heads to average them anyway.",
+        "--refit-head to fit a new head on the soup, or --allow-independent-heads to average them anyway.",
         report=report,
     )
 

@@ -22,6 +22,7 @@ import datasets
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from ..errors import DatasetError
 from ..eval.data import load_split
 from ..eval.loss import SelectionLoss
 from ..eval.metrics import load_metric
@@ -49,7 +50,7 @@ from .checks import check_content, checked_shard_size, fit_task, local_inputs, r
 from .plain import plain_soup
 from .precision import scoring_model, stored_dtype, torch_dtype
 from .record import merge_result
-from .scored import Scoring, scored_soup, split_specs
+from .scored import Refit, Scoring, scored_soup, split_specs
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class Loaded:
     metric: object | None
     splits: dict[str, datasets.Dataset]
     base: Ingredient | None = None
+    refit_rows: datasets.Dataset | None = None
 
 
 def run_merge(
@@ -226,12 +228,13 @@ def load(recipe: MergeRecipe, checked: Checked, options: MergeOptions) -> Loaded
         role: load_split(task, split, dataset=recipe.dataset, seed=recipe.seed)
         for role, split in split_specs(recipe, task).items()
     }
+    refit_rows = _refit_rows(recipe, task) if recipe.refit_head else None
     check_weights(ingredients, base, report)
     raise_if_incompatible(report)
     refuse_independent_heads(recipe, report, options.allow_independent_heads)
     for line in report.warnings:
         logger.warning(line)
-    return Loaded(report.aligned(ingredients), report, task, checked.metric, splits, base)
+    return Loaded(report.aligned(ingredients), report, task, checked.metric, splits, base, refit_rows)
 
 
 def soup(recipe: MergeRecipe, loaded: Loaded, model: torch.nn.Module, options: MergeOptions) -> MergeResult:
@@ -297,7 +300,24 @@ def _scoring(recipe: MergeRecipe, loaded: Loaded, model: torch.nn.Module, option
         loss = SelectionLoss(
             model, tokenizer, loaded.task, loaded.splits["selection"], seed=recipe.seed, **common
         )
-    return Scoring(scorers, loss)
+    refit = None
+    if loaded.refit_rows is not None:
+        refit = Refit(
+            loaded.refit_rows, tokenizer, recipe.refit_split or "train", recipe.max_length, recipe.batch_size
+        )
+    return Scoring(scorers, loss, refit)
+
+
+def _refit_rows(recipe: MergeRecipe, task: Task) -> datasets.Dataset:
+    """The training rows `--refit-head` fits on; a dataset without that split is one line naming it."""
+    split = recipe.refit_split or "train"
+    try:
+        return load_split(task, split, dataset=recipe.dataset, seed=recipe.seed)
+    except DatasetError as error:
+        raise DatasetError(
+            f"--refit-head fits the soup's head on split {split!r}, which cannot be read ({error}); name a "
+            "training split with --refit-split, e.g. --refit-split 'train[:2000]'."
+        ) from error
 
 
 def _model_of(first: Ingredient, label_names: list[str]) -> torch.nn.Module:

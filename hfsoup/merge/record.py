@@ -26,6 +26,7 @@ class Souped:
         best: the index of the best ingredient on the selection split; `None` for a plain merge.
         gain: the soup minus the best ingredient on the report split, with its paired bootstrap interval (see
             `hfsoup.eval.bootstrap`); `None` for a plain merge.
+        refit_head: how `--refit-head` fitted the soup's head (see `refit.py`); `None` when it was averaged.
     """
 
     records: list[IngredientRecord]
@@ -33,6 +34,7 @@ class Souped:
     candidates: dict[str, Scores] = field(default_factory=dict)
     best: int | None = None
     gain: dict | None = None
+    refit_head: dict | None = None
 
     def __post_init__(self):
         for index, weight in zip(self.soup.selected, self.soup.weights, strict=True):
@@ -99,6 +101,7 @@ def merge_result(
         halved_split=task.eval_splits[0] if task else "validation",
         start=start,
         gain=souped.gain,
+        refit_head=souped.refit_head,
     )
 
 

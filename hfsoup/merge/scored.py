@@ -11,21 +11,35 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import datasets
 import torch
 from huggingface_hub.utils import tqdm
+from transformers import PreTrainedTokenizerBase
 
 from ..eval.bootstrap import paired_gain
 from ..eval.loss import SelectionLoss
 from ..eval.scoring import Scorer
 from ..eval.tasks import Task
 from ..recipe.merge import MergeRecipe
-from ..result import BEST, ENSEMBLE, SOUP, UNIFORM, Scores
+from ..result import AVERAGED_HEAD, BEST, ENSEMBLE, SOUP, UNIFORM, Scores
 from ..soup import Ingredient, LearnedSettings, get_method, load_into
 from .record import Souped, ingredient_records
+from .refit import refit_head
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Scoring", "scored_soup", "split_specs"]
+
+
+@dataclass
+class Refit:
+    """What `--refit-head` fits the soup's head on: training rows, the tokenizer, and how to encode them."""
+
+    rows: datasets.Dataset
+    tokenizer: PreTrainedTokenizerBase
+    split: str
+    max_length: int = 128
+    batch_size: int = 64
 
 
 @dataclass
@@ -35,10 +49,12 @@ class Scoring:
     Args:
         scorers: split role (`selection`, `report`, ...) -> its `Scorer`, all on the model the soups go into.
         loss: the selection split's `SelectionLoss`, for a method that fits (`learned`); `None` otherwise.
+        refit: the training rows of `--refit-head`; `None` keeps the averaged head.
     """
 
     scorers: dict[str, Scorer]
     loss: SelectionLoss | None = None
+    refit: Refit | None = None
 
     def all_splits(self) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
         """The model's current weights scored on every split: metrics and logits by role."""
@@ -118,6 +134,14 @@ def scored_soup(
         base=base,
         min_gain=recipe.greedy_min_gain or 0.0,
     )
+    refitted = None
+    if scoring.refit is not None:  # the soup with its averaged head is scored beside the refitted one
+        candidates[AVERAGED_HEAD] = scoring.all_splits()[0]
+        refit = scoring.refit
+        refitted = refit_head(
+            model, refit.tokenizer, scoring.scorers["selection"].task, refit.rows, split=refit.split,
+            max_length=refit.max_length, batch_size=refit.batch_size,
+        )  # fmt: skip
     candidates[SOUP], soup_logits = scoring.all_splits()
     for step in soup.log:
         logger.debug(step.describe())
@@ -128,7 +152,7 @@ def scored_soup(
             "split": "report",
             **paired_gain(report, soup_logits["report"], all_logits[best]["report"], seed=recipe.seed),
         }
-    return Souped(ingredient_records(ingredients, all_scores), soup, candidates, best, gain)
+    return Souped(ingredient_records(ingredients, all_scores), soup, candidates, best, gain, refitted)
 
 
 def split_specs(recipe: MergeRecipe, task: Task | None) -> dict[str, str]:

@@ -18,11 +18,11 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..eval.tasks import GLUE_TASKS, HALVES
-from ..result import BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult
+from ..result import AVERAGED_HEAD, BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult
 from ..soup.methods.base import SOUPS_PAPER
 from ..sources.reference import is_repo_reference
 from .soup_yaml import significant, soup_yaml
-from .tables import coefficients_section, number, subsets_section, table
+from .tables import number, result_sections, table
 
 __all__ = ["build_card", "soup_yaml", "write_card_files"]
 
@@ -188,18 +188,6 @@ Local-folder ingredients are not Hub repositories, so the `base_model` metadata 
 _BASE = """
 The ingredients were fine-tuned from [{base}]({hub}/{base}).
 """
-_GAIN = """
-## How sure the gain is
-
-On the `{split}` split, the soup scores {gain:+.4f} against the best ingredient; a paired bootstrap of the
-split's rows ({resamples} resamples, seed {seed}) puts the difference between {low:+.4f} and {high:+.4f} with
-{level}% confidence. {verdict}
-"""
-_START = """
-## How the ingredients started
-
-{start}
-"""
 _LOG = """
 ## Soup log
 
@@ -223,37 +211,6 @@ def _ingredient_row(result: MergeResult, index: int, columns: list[tuple[str, st
     return [str(index), where, revision, *scores, added, f"{record.weight:.4f}"]
 
 
-def _gain_section(gain: dict) -> str:
-    if gain["low"] > 0:
-        verdict = "The interval lies above 0: the soup is better than its best ingredient on these rows."
-    elif gain["high"] < 0:
-        verdict = "The interval lies below 0: the soup is worse than its best ingredient on these rows."
-    else:
-        verdict = "The interval contains 0: these rows cannot tell the soup from its best ingredient."
-    return _GAIN.format(
-        **{key: gain[key] for key in ("split", "resamples", "seed", "low", "high")},
-        gain=gain["soup_minus_best"],
-        level=round(gain["level"] * 100),
-        verdict=verdict,
-    )
-
-
-def _describe_start(start: dict) -> str:
-    """The sweep's start, as the card says it: the probed head and its scores, or the head drawn once."""
-    if start.get("head_init") != "linear_probe":
-        return (
-            f"Every run started from one task head drawn at random once (head_seed {start.get('head_seed')})."
-        )
-    scores = ", ".join(
-        f"{split} {start[split]['score']:.4f}" for split in ("train", "validation") if split in start
-    )
-    return (
-        f"Every run started from one linear-probed head: its final projection (`{start['projection']}`) was fitted "
-        f"by L2-regularized regression (l2 {start['probe_l2']}) on the frozen base's features of "
-        f"{start['train_rows']} training rows before fine-tuning (LP-FT). The probe alone scores {scores}."
-    )
-
-
 def _body(result: MergeResult, name: str) -> str:
     """The card's Markdown body, from `_BODY`, or `_PLAIN_BODY` for a plain merge (nothing scored)."""
     columns = [(split, key) for split in _splits(result) for key in _metric_keys(result, split)]
@@ -262,10 +219,7 @@ def _body(result: MergeResult, name: str) -> str:
     ingredients = [_ingredient_row(result, index, columns) for index in range(count)]
     local = [f"`{record.reference}`" for record in result.ingredients if record.repo_id is None]
     notes = _LOCAL.format(local=", ".join(local)) if local else ""
-    notes += subsets_section(result) if result.top_subsets else ""
-    notes += coefficients_section(result) if result.coefficients else ""
-    notes += _gain_section(result.gain) if result.gain else ""
-    notes += _START.format(start=_describe_start(result.start)) if result.start else ""
+    notes += result_sections(result)
     notes += _LOG.format(log="\n".join(result.log)) if result.log else ""
     if result.label_names:
         output = "label ids: " + ", ".join(f"{i} = {label}" for i, label in enumerate(result.label_names))
@@ -298,6 +252,7 @@ def _body(result: MergeResult, name: str) -> str:
         UNIFORM: "Uniform soup (all ingredients)",
         BEST: f"Best ingredient ({result.ingredients[result.best_ingredient].name}, by selection score)",
         ENSEMBLE: f"Logit ensemble ({count} forward passes)",
+        AVERAGED_HEAD: f"Soup ({result.method}) with its head averaged, before the refit",
     }
     comparison = [
         [label, *(number(result.candidates[key], split, metric) for split, metric in columns)]

@@ -96,6 +96,7 @@ def soup_yaml(result: MergeResult) -> str:
         "results": {key: _rounded(scores) for key, scores in result.candidates.items()},
         "gain": _plain(result.gain),
         "start": _plain(result.start),
+        "refit_head": _plain(result.refit_head),
         "log": list(result.log),
         "compatibility": list(result.compatibility),
     }

@@ -1,4 +1,4 @@
-"""The Markdown tables of a model card: scores, a subset search's best subsets, a learned soup's coefficients.
+"""The Markdown tables and sections of a model card: scores, best subsets, coefficients, the gain, the start, a refit.
 
 `card.py` lays the card out; the tables it embeds are built here, from the [`MergeResult`] alone.
 """
@@ -9,7 +9,7 @@ import math
 
 from ..result import MergeResult, Scores
 
-__all__ = ["coefficients_section", "number", "subsets_section", "table"]
+__all__ = ["coefficients_section", "number", "result_sections", "subsets_section", "table"]
 
 _SUBSETS = """
 ## Subset search
@@ -74,3 +74,66 @@ def coefficients_section(result: MergeResult) -> str:
     header = ["Tensor group", *(f"#{i} {record.name}" for i, record in enumerate(result.ingredients))]
     rows = [[group, *(f"{value:.4f}" for value in values)] for group, values in result.coefficients.items()]
     return _COEFFICIENTS.format(how=how, table=table(header, rows))
+
+
+_GAIN = """
+## How sure the gain is
+
+On the `{split}` split, the soup scores {gain:+.4f} against the best ingredient; a paired bootstrap of the
+split's rows ({resamples} resamples, seed {seed}) puts the difference between {low:+.4f} and {high:+.4f} with
+{level}% confidence. {verdict}
+"""
+_REFIT = """
+## The head was refitted
+
+After averaging, the head's final projection (`{projection}`) was fitted anew on the soup's own frozen features of
+{rows} rows of the `{split}` split, by L2-regularized regression (l2 {probe_l2}); it scores {score:.4f} on them.
+The table shows the soup with its averaged head beside it.
+"""
+_START = """
+## How the ingredients started
+
+{start}
+"""
+
+
+def _gain_section(gain: dict) -> str:
+    if gain["low"] > 0:
+        verdict = "The interval lies above 0: the soup is better than its best ingredient on these rows."
+    elif gain["high"] < 0:
+        verdict = "The interval lies below 0: the soup is worse than its best ingredient on these rows."
+    else:
+        verdict = "The interval contains 0: these rows cannot tell the soup from its best ingredient."
+    return _GAIN.format(
+        **{key: gain[key] for key in ("split", "resamples", "seed", "low", "high")},
+        gain=gain["soup_minus_best"],
+        level=round(gain["level"] * 100),
+        verdict=verdict,
+    )
+
+
+def _describe_start(start: dict) -> str:
+    """The sweep's start, as the card says it: the probed head and its scores, or the head drawn once."""
+    if start.get("head_init") != "linear_probe":
+        return (
+            f"Every run started from one task head drawn at random once (head_seed {start.get('head_seed')})."
+        )
+    scores = ", ".join(
+        f"{split} {start[split]['score']:.4f}" for split in ("train", "validation") if split in start
+    )
+    return (
+        f"Every run started from one linear-probed head: its final projection (`{start['projection']}`) was fitted "
+        f"by L2-regularized regression (l2 {start['probe_l2']}) on the frozen base's features of "
+        f"{start['train_rows']} training rows before fine-tuning (LP-FT). The probe alone scores {scores}."
+    )
+
+
+def result_sections(result: MergeResult) -> str:
+    """The card's sections after its tables, each when the result has it: subsets, coefficients, gain, start, refit."""
+    notes = subsets_section(result) if result.top_subsets else ""
+    notes += coefficients_section(result) if result.coefficients else ""
+    notes += _gain_section(result.gain) if result.gain else ""
+    notes += _START.format(start=_describe_start(result.start)) if result.start else ""
+    if result.refit_head:
+        notes += _REFIT.format(**result.refit_head, score=result.refit_head["train"]["score"])
+    return notes

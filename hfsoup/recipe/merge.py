@@ -65,6 +65,10 @@ class MergeRecipe:
         learned_learning_rate: `learned` only: Adam's learning rate on the coefficients' logits (default 0.5).
         greedy_min_gain: `greedy` only: accept an ingredient only if the soup's selection score rises by more
             than this (default 0, the paper's strict rule).
+        refit_head: after souping, fit the head's final projection anew on the soup's frozen features of
+            `refit_split` (for ingredients whose heads were drawn independently); scored beside the soup with
+            the averaged head.
+        refit_split: the training split `refit_head` fits on (`datasets` syntax; default `train`).
         learned_coefficients: `learned` only: the coefficients a fit recorded (group -> one per model), which a
             replay of its `soup.yaml` reuses instead of fitting; dropped when the method or a `learned_*`
             setting is overridden.
@@ -96,6 +100,8 @@ class MergeRecipe:
     learned_learning_rate: float | None = None
     learned_coefficients: dict[str, list[float]] | None = None
     greedy_min_gain: float | None = None
+    refit_head: bool | None = None
+    refit_split: str | None = None
 
     def __post_init__(self):
         _check_types(self, "recipe")
@@ -128,6 +134,12 @@ class MergeRecipe:
         if self.batch_size < 1 or self.max_length < 1:
             raise RecipeError("batch_size and max_length must be at least 1.")
         self._check_learned(count)
+        if self.refit_split is not None and not self.refit_head:
+            raise RecipeError("--refit-split goes with --refit-head; add --refit-head or drop --refit-split.")
+        if self.refit_head and not self.scored:
+            raise RecipeError(
+                "--refit-head fits a head on a task's training split: add --task (or --dataset with --text-column)."
+            )
         gain = self.greedy_min_gain
         if gain is not None and (self.method != "greedy" or not (math.isfinite(gain) and gain >= 0)):
             raise RecipeError(
