@@ -114,7 +114,9 @@ def evaluate(
     method chooses on `selection` with hfsoup's own soup methods (`get_method`), and is reported on both.
     Methods: each ingredient, the best single (by selection), the uniform soups of all ingredients, of the raw
     and of the EMA ones, greedy over all, exhaustive over the EMA ingredients (255 subsets for 8 runs, 15 for
-    4), learned over all at Adam lr 0.05 (hfsoup's default until these results), and the logit ensemble of all. A task is evaluated once it has `runs` finished runs,
+    4), greedy with a minimum gain of 0.005 and 0.01, model_stock around the sweep's start, learned over all at
+    Adam lr 0.5 (the default), and the logit ensemble of all; each soup and the ensemble also get their report-half
+    gain over the best single with a paired bootstrap interval. A task is evaluated once it has `runs` finished runs,
     and all of its finished runs are used. Each of `learned_rates` adds the learned soup fitted with that Adam
     learning rate (`learned lr=<rate>`), also to splits evaluated before.
     """
@@ -156,7 +158,10 @@ def evaluate(
             split = SplitHalves(seed, rows, model, tokenizer, task)
             line = results.get(str(seed))
             if line is None:
-                line = _evaluate_seed(split, model, tokenizer, task, cache, individual, ingredients, target)
+                base = _start_of(run_dir)
+                line = _evaluate_seed(
+                    split, model, tokenizer, task, cache, individual, ingredients, target, base
+                )
             for label, rate in extras.items():
                 if label not in line:
                     fitted = _learned(ingredients, target, model, tokenizer, task, split.selection_rows, rate)
@@ -177,6 +182,7 @@ class SplitHalves:
         from hfsoup.eval import halves
         from hfsoup.eval.scoring import Scorer
 
+        self.seed = seed
         self.cut = halves(rows.num_rows, seed)
         self.selection_rows = rows.select(self.cut["selection"])
         self.scorers = {
@@ -188,9 +194,25 @@ class SplitHalves:
         """The scores of whole-split `logits` on each half."""
         return {role: self.scorers[role].metrics(logits[self.cut[role]])["score"] for role in self.cut}
 
+    def gain(self, logits: torch.Tensor, best: torch.Tensor, seed: int) -> dict:
+        """`logits` minus `best` on the report half, with hfsoup's paired bootstrap interval (1,000 resamples)."""
+        from hfsoup.eval.bootstrap import paired_gain
 
-def _evaluate_seed(split, model, tokenizer, task, cache, individual, ingredients, target) -> dict:
-    """Every method's selection and report scores on the seed's halves of validation."""
+        rows = self.cut["report"]
+        return paired_gain(self.scorers["report"], logits[rows], best[rows], seed=seed)
+
+
+def _start_of(run_dir: Path):
+    """The sweep's start (`init-<key>/`) as an ingredient: model_stock's base; `None` without one."""
+    from hfsoup.soup import load_ingredient
+
+    starts = sorted(run_dir.glob("init-*"))
+    return load_ingredient(str(starts[-1])) if starts else None
+
+
+def _evaluate_seed(split, model, tokenizer, task, cache, individual, ingredients, target, base=None) -> dict:
+    """Every method's selection and report scores on the seed's halves of validation, and, for the soups and
+    the ensemble, the report-half gain over the best single with its paired bootstrap interval."""
     from hfsoup.soup import get_method
 
     scores = split.scores
@@ -208,16 +230,27 @@ def _evaluate_seed(split, model, tokenizer, task, cache, individual, ingredients
     ):
         i = max(pool, key=lambda i: (sel[i], -i))
         line[label] = dict(line["ingredients"][i], index=i)
-    line["ensemble"] = scores(torch.stack(individual).mean(0))
+    best = individual[line["best single"]["index"]]
+
+    def scored(logits, **extra):
+        return dict(scores(logits), gain=split.gain(logits, best, seed=split.seed), **extra)
+
+    line["ensemble"] = scored(torch.stack(individual).mean(0))
     for label, pool in (("uniform", ingredients), ("uniform raw", raw), ("uniform EMA", ema)):
         get_method("uniform")(pool, target)
-        line[label] = scores(cache())
-    soup = get_method("greedy")(ingredients, target, score=selection_score, individual_scores=sel)
-    line["greedy"] = dict(scores(cache()), selected=soup.selected)
+        line[label] = scored(cache())
+    for label, margin in (("greedy", 0.0), ("greedy min-gain 0.005", 0.005), ("greedy min-gain 0.01", 0.01)):
+        soup = get_method("greedy")(
+            ingredients, target, score=selection_score, individual_scores=sel, min_gain=margin
+        )
+        line[label] = scored(cache(), selected=soup.selected)
+    if base is not None:
+        get_method("model_stock")(ingredients, target, base=base)
+        line["model_stock"] = scored(cache())
     soup = get_method("exhaustive")(ema, target, score=selection_score, individual_scores=sel[1::2])
-    line["exhaustive EMA"] = dict(scores(cache()), selected=[2 * i + 1 for i in soup.selected])
-    learned = _learned(ingredients, target, model, tokenizer, task, split.selection_rows, 0.05)
-    line["learned"] = dict(scores(cache()), coefficients=learned)
+    line["exhaustive EMA"] = scored(cache(), selected=[2 * i + 1 for i in soup.selected])
+    learned = _learned(ingredients, target, model, tokenizer, task, split.selection_rows, 0.5)
+    line["learned"] = scored(cache(), coefficients=learned)
     return line
 
 
@@ -243,6 +276,9 @@ METHODS = (
     "uniform raw",
     "uniform EMA",
     "greedy",
+    "greedy min-gain 0.005",
+    "greedy min-gain 0.01",
+    "model_stock",
     "exhaustive EMA",
     "learned",
     "ensemble",
@@ -277,9 +313,10 @@ def report(tasks, work: Path) -> None:
                 f"| {record['name']} | {record['steps']} | {seconds} | {raw:.4f} | {ema:.4f} | {ema - raw:+.4f} |"
             )
         print(
-            "\n| method | report score | minus best single, selection | minus best single, report | ingredients kept |"
+            "\n| method | report score | minus best single, selection | minus best single, report | ingredients kept "
+            "| 95% interval, mean bounds | interval above 0 / below 0 |"
         )
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         extra = sorted({key for line in results.values() for key in line if key.startswith("learned lr=")})
         for method in (*METHODS, *extra):
             lines = [line for line in results.values() if method in line]
@@ -294,6 +331,13 @@ def report(tasks, work: Path) -> None:
             summary.setdefault(method, {})[name] = cells[-1]
             kept = [len(line[method].get("selected", [])) for line in lines]
             cells.append(f"{statistics.mean(kept):.1f}" if any(kept) else "")
+            gains = [line[method]["gain"] for line in lines if "gain" in line[method]]
+            if gains:
+                low, high = (statistics.mean(g[key] for g in gains) for key in ("low", "high"))
+                above, below = sum(g["low"] > 0 for g in gains), sum(g["high"] < 0 for g in gains)
+                cells += [f"{low:+.4f} to {high:+.4f}", f"{above} / {below} of {len(gains)}"]
+            else:
+                cells += ["", ""]
             print(f"| {method} | " + " | ".join(cells) + " |")
         seconds = sum(line.get("seconds", 0) for line in results.values())
         print(f"\n(evaluation: {seconds:.0f} s over {len(results)} splits)")

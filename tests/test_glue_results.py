@@ -51,10 +51,16 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
         "uniform raw",
         "uniform EMA",
         "greedy",
+        "greedy min-gain 0.005",
+        "greedy min-gain 0.01",
+        "model_stock",
         "exhaustive EMA",
         "learned",
     ):
         assert set(line[method]) >= {"selection", "report"}, method
+    for method in ("uniform", "greedy", "model_stock", "learned", "ensemble"):
+        gain = line[method]["gain"]
+        assert gain["low"] <= gain["high"] and gain["resamples"] == 1000, method
     assert line["best single"]["selection"] == max(i["selection"] for i in line["ingredients"])
     assert line["exhaustive EMA"]["selection"] >= max(
         line["ingredients"][i]["selection"] for i in range(1, 8, 2)
@@ -68,15 +74,15 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
     assert len(list((tmp_path / "mrpc" / "logits").iterdir())) <= computed + 20
     assert "2" in json.loads((tmp_path / "mrpc" / "results.json").read_text())["splits"]
     bench.evaluate(
-        ["mrpc"], tmp_path, glue_hub_dir, [0], runs=4, learned_rates=(0.5,)
+        ["mrpc"], tmp_path, glue_hub_dir, [0], runs=4, learned_rates=(0.05,)
     )  # added to seed 0 only
     again = json.loads((tmp_path / "mrpc" / "results.json").read_text())["splits"]
-    assert "learned lr=0.5" in again["0"] and "learned lr=0.5" not in again["1"]
+    assert "learned lr=0.05" in again["0"] and "learned lr=0.05" not in again["1"]
     assert again["0"]["learned"] == results["0"]["learned"] and again["1"] == results["1"]
-    (faster,) = again["0"]["learned lr=0.5"]["coefficients"].values()
+    (faster,) = again["0"]["learned lr=0.05"]["coefficients"].values()
     assert abs(sum(faster) - 1) < 1e-5 and faster != coefficients
     bench.report(["mrpc", "rte"], tmp_path)
     printed = capsys.readouterr().out
     assert "### mrpc: 4 runs, 3 selection/report splits" in printed and "rte: no results yet" in printed
     assert "| greedy |" in printed and "| exhaustive EMA |" in printed and "| best single | " in printed
-    assert "| learned lr=0.5 |" in printed
+    assert "| learned lr=0.05 |" in printed and "| model_stock |" in printed and " of 3 |" in printed
