@@ -7,6 +7,7 @@ overrides), so a finished run is reused only if its settings are the same, and a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -17,10 +18,11 @@ from pathlib import Path
 
 from transformers import TrainingArguments
 
-from ..errors import RecipeError
+from ..errors import HfSoupError, RecipeError
 from ..eval.tasks import Task
 from ..recipe.fields import check_value
 from ..recipe.finetune import FinetuneRecipe
+from ..sources import LocalSource, package_folder
 
 __all__ = ["RunPlan", "plan_runs", "run_key"]
 
@@ -59,14 +61,29 @@ class RunPlan:
 
 
 def run_key(recipe: FinetuneRecipe, task: Task, dataset: str | None, overrides: dict) -> str:
-    """A short hash of everything that determines one run's weights: the same settings, the same key."""
+    """A short hash of everything that determines one run's weights: the same settings, the same key.
+
+    That is the recipe, the run's overrides, the data (dataset, text and label columns, label names) and, for a
+    local base, its weights' content hash (a folder whose weights changed in place makes new runs).
+    """
     settings = {
         "recipe": {k: v for k, v in vars(recipe).items() if k not in _NOT_IN_KEY},
-        "task": task.name,
+        "task": [task.name, list(task.text_columns), task.label_column, list(task.label_names)],
         "dataset": dataset,
         "run": overrides,
+        "base": _local_content(recipe.base),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+@functools.cache
+def _local_content(base: str) -> str | None:
+    """The content hash of a local base's weights (`None` for a Hub id, pinned by its reference)."""
+    try:
+        folder = package_folder(base) if base.startswith("package:") else Path(base).expanduser()
+    except HfSoupError:
+        return None
+    return LocalSource(folder).content_hash if (folder / "config.json").is_file() else None
 
 
 def run_name(overrides: dict, key: str) -> str:

@@ -20,9 +20,9 @@ import datasets
 from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..ema import EmaTrainerCallback
+from ..ema import EMA_STATE_NAME, EmaTrainerCallback
 from ..eval.scoring import Scorer
 from ..eval.tasks import Task
 from ..recipe.finetune import FinetuneRecipe
@@ -118,7 +118,7 @@ def train_run(
     if progress:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_QuietProgress)
-    checkpoint = get_last_checkpoint(plan.args.output_dir) if Path(plan.args.output_dir).is_dir() else None
+    checkpoint = last_complete_checkpoint(Path(plan.args.output_dir), ema=ema is not None)
     if checkpoint:
         logger.info("Resuming %s from %s", plan.name, checkpoint)
     began = time.perf_counter()
@@ -155,6 +155,36 @@ def train_run(
     shutil.rmtree(partial / "trainer", ignore_errors=True)
     os.replace(partial, plan.folder)
     return record
+
+
+def last_complete_checkpoint(trainer_dir: Path, *, ema: bool) -> str | None:
+    """The newest checkpoint a run can resume from; newer ones left incomplete by a kill are removed, said once.
+
+    The Trainer writes `trainer_state.json` last, after the model, the EMA state (our callback writes it right
+    after the model) and the optimizer: a checkpoint without it, or without its EMA state, was being written
+    when the run stopped.
+    """
+    if not trainer_dir.is_dir():
+        return None
+    found = sorted(
+        (p for p in trainer_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.name.rpartition("-")[2].isdigit()),
+        key=lambda p: int(p.name.rpartition("-")[2]),
+        reverse=True,
+    )
+    for checkpoint in found:
+        lacking = [
+            name
+            for name in ("trainer_state.json", *([EMA_STATE_NAME] if ema else []))
+            if not (checkpoint / name).is_file()
+        ]
+        if not lacking:
+            return str(checkpoint)
+        logger.warning(
+            "Skipping %s: it lacks %s, so the run was stopped while saving it; resuming from an older one.",
+            checkpoint.name, " and ".join(lacking),
+        )  # fmt: skip
+        shutil.rmtree(checkpoint)
+    return None
 
 
 def folder_kinds(recipe: FinetuneRecipe) -> list[str]:

@@ -128,6 +128,49 @@ class FinetuneRecipe:
             raise RecipeError(
                 f"finetune.push_to_hub must be a repository prefix user/name, got {self.push_to_hub!r}."
             )
+        if "epochs" in kinds and not self.snapshot_epochs:
+            raise RecipeError(
+                f"finetune.ingredients names epochs, but {self.epochs:g} epoch(s) leave no earlier epoch to keep; "
+                "train 2 epochs or more, or drop epochs."
+            )
+        self._check_runs()
+
+    def _check_runs(self) -> None:
+        """Refuse, before any work, run settings that would make a run meaningless or share another's folder."""
+        if self.grid is not None and not self.grid:
+            raise RecipeError(
+                "finetune.grid is an empty mapping; give fields and their values, e.g. {seed: [1, 2]}."
+            )
+        for where, settings in (
+            ("finetune.training", self.training or {}),
+            *(("finetune.runs", r) for r in self.runs or []),
+        ):
+            if "output_dir" in settings:
+                raise RecipeError(
+                    f"{where}.output_dir would make every run share one Trainer folder (a run would resume "
+                    "another's checkpoint); remove it: each run trains in its own folder under the sweep's output_dir."
+                )
+        overlap = sorted({name for run in self.runs or [] for name in run} & set(self.grid or {}))
+        if overlap:
+            raise RecipeError(
+                f"finetune.runs and finetune.grid both set {', '.join(overlap)}: the grid would override the run's "
+                "value silently; set each field in one of them."
+            )
+        for point in self.points:
+            for name, low in (
+                ("num_train_epochs", 0),
+                ("learning_rate", 0),
+                ("per_device_train_batch_size", 0),
+            ):
+                value = point.get(name)
+                if isinstance(value, int | float) and not value > low:
+                    raise RecipeError(
+                        f"finetune run {point}: {name} must be > {low:g}, got {value}; fix the grid or run."
+                    )
+            if point.get("max_steps") == 0:
+                raise RecipeError(
+                    f"finetune run {point}: max_steps 0 trains nothing; give a positive number."
+                )
 
     @property
     def ingredient_kinds(self) -> list[str]:

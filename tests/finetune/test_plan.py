@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file, save_file
 
 from hfsoup.errors import RecipeError
 from hfsoup.eval import get_task
+from hfsoup.finetune import plan as plan_module
 from hfsoup.finetune.plan import plan_runs, run_key, run_name
 from hfsoup.recipe import FinetuneRecipe
 
@@ -82,3 +86,44 @@ def test_bad_settings_are_one_line_before_any_work(tmp_path, recipe, fragment):
         plan_runs(FinetuneRecipe(base="b", **recipe), MRPC, None, tmp_path / "runs")
     assert "\n" not in str(caught.value) and fragment in str(caught.value)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_s_key_covers_its_data_s_columns_labels_and_the_base_s_weights(tmp_path, tiny_base_dir):
+    recipe = FinetuneRecipe(base=str(tiny_base_dir))
+    mrpc = get_task("mrpc")
+    key = run_key(recipe, mrpc, None, {"seed": 1})
+    one_column = dataclasses.replace(mrpc, text_columns=("sentence1",))
+    other_label = dataclasses.replace(mrpc, label_column="idx")
+    three_labels = dataclasses.replace(mrpc, label_names=("a", "b", "c"))
+    for task in (one_column, other_label, three_labels):
+        assert run_key(recipe, task, None, {"seed": 1}) != key
+    base = tmp_path / "base"
+    shutil.copytree(tiny_base_dir, base)
+    before = run_key(FinetuneRecipe(base=str(base)), mrpc, None, {"seed": 1})
+    weights = load_file(base / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1e-3  # the same folder, other weights
+    save_file(weights, base / "model.safetensors", metadata={"format": "pt"})
+    plan_module._local_content.cache_clear()
+    assert run_key(FinetuneRecipe(base=str(base)), mrpc, None, {"seed": 1}) != before
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"grid": {"seed": [1], "num_train_epochs": [0]}}, "num_train_epochs must be > 0"),
+        ({"runs": [{"num_train_epochs": 0}]}, "num_train_epochs must be > 0"),
+        ({"training": {"output_dir": "shared"}}, "finetune.training.output_dir"),
+        ({"runs": [{"output_dir": "x"}]}, "finetune.runs.output_dir"),
+        ({"grid": {"learning_rate": [-1e-4]}}, "learning_rate must be > 0"),
+        ({"runs": [{"per_device_train_batch_size": 0}]}, "per_device_train_batch_size must be > 0"),
+        ({"grid": {}}, "empty mapping"),
+        ({"runs": [{"seed": 1}], "grid": {"seed": [2, 3]}}, "both set seed"),
+        ({"ingredients": ["raw", "epochs"], "epochs": 1}, "leave no earlier epoch"),
+        ({"runs": [{"max_steps": 0}]}, "max_steps 0 trains nothing"),
+    ],
+)
+def test_run_settings_that_make_a_run_meaningless_are_refused_before_any_work(fields, fragment):
+    with pytest.raises(RecipeError) as caught:
+        FinetuneRecipe(base="b", **fields)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)

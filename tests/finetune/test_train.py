@@ -12,6 +12,7 @@ from transformers import Trainer
 
 from hfsoup.eval import get_task
 from hfsoup.finetune import finetune_ingredients
+from hfsoup.finetune.train import last_complete_checkpoint
 from hfsoup.recipe import FinetuneRecipe
 
 MRPC = get_task("mrpc")
@@ -85,3 +86,21 @@ def test_an_ema_schedule_is_used_and_recorded(tmp_path, tiny_sweep, glue_hub_dir
     recipe = FinetuneRecipe(runs=[{"seed": 1}], ema_schedule="bias_correction", **tiny_sweep)
     _raw, ema = finetune_ingredients(recipe, MRPC, dataset=str(glue_hub_dir), work_dir=tmp_path)
     assert "bias_correction" in (Path(ema) / "README.md").read_text()
+
+
+def test_a_checkpoint_left_incomplete_by_a_kill_is_skipped_with_one_warning(tmp_path, caplog):
+    trainer = tmp_path / "trainer"
+    for step, files in ((2, ("trainer_state.json", "ema_state.safetensors")), (4, ("model.safetensors",))):
+        (trainer / f"checkpoint-{step}").mkdir(parents=True)
+        for name in files:
+            (trainer / f"checkpoint-{step}" / name).write_text("x")
+    with caplog.at_level("WARNING", logger="hfsoup.finetune"):
+        assert last_complete_checkpoint(trainer, ema=True) == str(trainer / "checkpoint-2")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "checkpoint-4" in line and "trainer_state.json" in line and "older one" in line
+    assert not (trainer / "checkpoint-4").exists()
+    (
+        trainer / "checkpoint-2" / "ema_state.safetensors"
+    ).unlink()  # without its EMA state it cannot resume exactly
+    assert last_complete_checkpoint(trainer, ema=True) is None
+    assert last_complete_checkpoint(tmp_path / "none", ema=False) is None
