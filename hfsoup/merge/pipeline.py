@@ -273,7 +273,8 @@ def write(
     with staged(output, overwrite=options.overwrite) as staging:
         model.save_pretrained(staging, max_shard_size=options.max_shard_size)
         ingredients[0].tokenizer().save_pretrained(staging)
-        write_card_files(result, staging, repo_id=options.repo_id, name=output.name)
+        weights = LocalSource(staging).content_hash
+        write_card_files(result, staging, repo_id=options.repo_id, name=output.name, weights_hash=weights)
     logger.info("Wrote the soup to %s", output)
 
 

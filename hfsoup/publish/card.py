@@ -311,7 +311,12 @@ def build_card(result: MergeResult, *, repo_id: str | None = None, name: str | N
 
 
 def write_card_files(
-    result: MergeResult, folder: Path, *, repo_id: str | None = None, name: str | None = None
+    result: MergeResult,
+    folder: Path,
+    *,
+    repo_id: str | None = None,
+    name: str | None = None,
+    weights_hash: str | None = None,
 ) -> None:
     """Write `README.md` (the model card) and `soup.yaml` into `folder`.
 
@@ -320,6 +325,8 @@ def write_card_files(
         folder: the soup's folder (it must exist).
         repo_id: the Hub repository the soup is pushed to, if any.
         name: the model's name when there is no `repo_id`; defaults to the folder's name.
+        weights_hash: the `sha256:` of the soup's weight files as written, recorded in soup.yaml so that a push
+            refuses weights changed since the card was made.
 
     Example:
         ```python
@@ -330,5 +337,5 @@ def write_card_files(
     """
     folder = Path(folder)
     build_card(result, repo_id=repo_id, name=name or folder.name).save(folder / "README.md")
-    (folder / "soup.yaml").write_text(soup_yaml(result), encoding="utf-8")
+    (folder / "soup.yaml").write_text(soup_yaml(result, weights_hash=weights_hash), encoding="utf-8")
     logger.info("Wrote the model card and soup.yaml to %s", folder)

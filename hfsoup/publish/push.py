@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import HubError, IngredientNotFoundError, RecipeError
-from ..sources import push_folder
+from ..errors import HubError, IngredientNotFoundError, InvalidSettingError, RecipeError
+from ..recipe.merge import load_soup_yaml
+from ..sources import LocalSource, push_folder
 
 __all__ = ["push_soup", "soup_folder"]
 
@@ -43,6 +44,16 @@ def soup_folder(output_dir: str | Path | None, *, push: bool) -> Iterator[Path |
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _refuse_changed_weights(folder: Path) -> None:
+    """Refuse a soup whose weights differ from those its card and soup.yaml were written for."""
+    recorded = load_soup_yaml(folder / "soup.yaml").get("weights_hash")
+    if recorded and LocalSource(folder).content_hash != recorded:
+        raise InvalidSettingError(
+            f"the weights in {folder} changed after hfsoup merge wrote its card (soup.yaml records {recorded[:15]}...), "
+            "so the card's scores would describe other weights: merge again, or restore the weights."
+        )
+
+
 def push_soup(
     folder: str | Path,
     repo_id: str,
@@ -68,6 +79,7 @@ def push_soup(
             f"{folder} has no soup.yaml, so it was not written by `hfsoup merge`; hfsoup pushes only soups "
             "(use `hf upload` for other folders)."
         )
+    _refuse_changed_weights(Path(folder))
     try:
         commit = push_folder(
             folder, repo_id, token=token, private=private, revision=revision, commit_message=commit_message

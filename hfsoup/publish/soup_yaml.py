@@ -40,11 +40,12 @@ def _rounded(scores: Scores) -> Scores:
     }
 
 
-def soup_yaml(result: MergeResult) -> str:
+def soup_yaml(result: MergeResult, *, weights_hash: str | None = None) -> str:
     """The machine-readable recipe and result of a merge, as YAML (format `hfsoup-soup/1`).
 
     Scores and weights are rounded to 6 significant digits; the recipe and a learned soup's `coefficients`
-    (which its replay reuses) are kept exactly.
+    (which its replay reuses) are kept exactly. `weights_hash`, the soup's weight files' `sha256:` as written,
+    lets `hfsoup push` refuse weights that changed after the card was made.
 
     Example:
         ```python
@@ -57,6 +58,7 @@ def soup_yaml(result: MergeResult) -> str:
         "hfsoup_version": version("hfsoup"),
         "date": datetime.now(UTC).date().isoformat(),
         "command": result.command,
+        "weights_hash": weights_hash,
         "recipe": _plain(result.recipe),
         "task": result.task,
         "dataset": result.dataset,

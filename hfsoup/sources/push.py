@@ -26,9 +26,22 @@ def check_pushable(folder: str | Path) -> LocalSource:
 
     Raises:
         `IngredientNotFoundError`: no such folder, no `config.json` or no safetensors weights.
-        `UnsafeWeightsError`: the folder holds pickle files, which hfsoup never publishes.
+        `UnsafeWeightsError`: the folder holds pickle files, which hfsoup never publishes, or links to files
+            outside it (a link could publish a secret from elsewhere).
     """
     source = LocalSource(folder)
+    root = source.folder.resolve()
+    leaving = sorted(
+        path.relative_to(source.folder).as_posix()
+        for path in source.folder.rglob("*")
+        if path.is_symlink() and not path.resolve().is_relative_to(root)
+    )
+    if leaving:
+        raise UnsafeWeightsError(
+            f"{folder} holds link(s) to files outside it ({', '.join(leaving[:3])}); hfsoup pushes the files "
+            "inside the folder only: replace each link by the file it names, or remove it.",
+            reference=str(folder),
+        )
     pickles = sorted(
         path.relative_to(source.folder).as_posix()
         for path in source.folder.rglob("*")
