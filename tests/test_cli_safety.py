@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import tempfile
@@ -164,3 +165,40 @@ def test_verbose_reraises_internal_and_user_errors(monkeypatch, tmp_path):
 def test_push_of_a_missing_folder_names_it(capsys, tmp_path):
     line = user_error(capsys, "push", tmp_path / "missing", "alice/soup")
     assert f"No soup folder at {tmp_path / 'missing'}" in line
+
+
+def test_sigterm_during_the_write_is_one_line_exit_143_and_leaves_nothing(
+    capsys, monkeypatch, tmp_path, tiny_ingredient_dirs, glue_hub_dir
+):
+    import os
+    import signal
+
+    from cli_helpers import quick_mrpc
+    from transformers import PreTrainedTokenizerBase
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler stopping the job while the soup is written
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "save_pretrained", killed)
+    code, out, err = run(
+        capsys,
+        "merge",
+        *quick_mrpc(tiny_ingredient_dirs[:2], glue_hub_dir),
+        "--output-dir",
+        tmp_path / "soup",
+        "--json",
+    )
+    assert code == 143
+    assert err.strip().splitlines()[-1].startswith("hfsoup: terminated")
+    assert json.loads(out)["error"]["exit_code"] == 143
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no soup, no hidden staging folder
+    assert signal.getsignal(signal.SIGTERM) is not None
+
+
+def test_under_a_launcher_only_rank_0_prints_the_json_document(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("RANK", "1")
+    code, out, _err = run(capsys, "merge", tmp_path / "missing", "--task", "mrpc", "--json")
+    assert code == 1 and out == ""
+    monkeypatch.setenv("RANK", "0")
+    code, out, _err = run(capsys, "merge", tmp_path / "missing", "--task", "mrpc", "--json")
+    assert code == 1 and json.loads(out)["ok"] is False

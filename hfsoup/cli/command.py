@@ -1,8 +1,9 @@
 """The `hfsoup` command: parse, validate, run, print. The only place that prints or exits.
 
 Exit codes: 0 success, 1 a user error (one line on stderr; `-v` for the traceback), 2 a usage error
-(argparse), 3 an internal error (a bug: please report it), 130 interrupted. Nothing heavy is imported before
-a command runs, so `hfsoup --help`, `hfsoup --version` and usage errors answer at once.
+(argparse), 3 an internal error (a bug: please report it), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM,
+handled as Ctrl-C: staging removed). Nothing heavy is imported before a command runs, so `hfsoup --help`,
+`hfsoup --version` and usage errors answer at once. Under a launcher only rank 0 prints the JSON document.
 
 With `--json`, `merge` and `inspect` print one JSON document on stdout, anything else on stderr; a failure
 also prints `{"ok": false, "error": {"type", "message", "exit_code"}, ...}` there, so a script always has one
@@ -13,8 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shlex
+import signal
 import sys
+import threading
 from contextlib import nullcontext, redirect_stdout
 
 from ..errors import HfSoupError, IncompatibleIngredientsError
@@ -24,6 +28,7 @@ from .parser import build_parser, recipe_flags
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report a process ended by it
 SECRET_FLAGS = ("--token",)
 
 
@@ -206,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the `hfsoup` command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     args = None
+    previous = (
+        signal.signal(signal.SIGTERM, _terminate)
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
     try:
         args = build_parser().parse_args(argv)
         args.command_line = public_command(argv)
@@ -219,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         # With --json, stdout is the document's alone: whatever else is printed meanwhile goes to stderr.
         with redirect_stdout(sys.stderr) if args.json else nullcontext():
             document = COMMANDS[args.command](args)
-        if args.json:
+        if args.json and _is_main_process():
             print_json(document)
     except IncompatibleIngredientsError as error:
         if args.command == "merge" and error.report is not None:
@@ -227,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(error, args)
     except HfSoupError as error:
         return _fail(error, args)
+    except Terminated as stop:
+        print("hfsoup: terminated (SIGTERM); nothing was left half-written", file=sys.stderr)
+        _print_json_error(args, stop, "terminated", EXIT_TERMINATED)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("hfsoup: interrupted", file=sys.stderr)
         _print_json_error(args, KeyboardInterrupt(), "interrupted", EXIT_INTERRUPTED)
@@ -241,7 +255,23 @@ def main(argv: list[str] | None = None) -> int:
         )
         _print_json_error(args, error, f"{type(error).__name__}: {error}", EXIT_INTERNAL_ERROR)
         return EXIT_INTERNAL_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so every staging folder is removed as for Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+def _is_main_process() -> bool:
+    """Whether this is the process that prints: the only one, or rank 0 of those a launcher started."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _fail(error: HfSoupError, args) -> int:
@@ -254,7 +284,7 @@ def _fail(error: HfSoupError, args) -> int:
 
 def _print_json_error(args, error: BaseException, message: str, code: int) -> None:
     """With `--json`, the failure as the one JSON document on stdout (the one-line error is on stderr)."""
-    if args is None or not args.json:
+    if args is None or not args.json or not _is_main_process():
         return
     fields = {"type": type(error).__name__, "message": message, "exit_code": code}
     document = {"command": args.command, "ok": False, "error": fields}

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hfsoup",
         description="Weight averaging for Hugging Face models.",
         epilog="Exit codes: 0 success, 1 user error (e.g. a missing model or incompatible ingredients), "
-        "2 usage error, 3 internal error (a bug), 130 interrupted. With --json, merge and inspect print one "
+        "2 usage error, 3 internal error (a bug), 130 interrupted, 143 terminated (SIGTERM). With --json, merge and inspect print one "
         'JSON document on stdout, also when they fail ({"ok": false, "error": {...}}), and logs on stderr.',
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('hfsoup')}")

@@ -125,8 +125,8 @@ class ModelEma:
             step: the optimizer step just taken, counted from 1; defaults to the previous step plus one.
 
         Raises:
-            InvalidSettingError: if the EMA weights are applied to a model ([`apply_shadow`] without
-                [`restore`]), or a tensor of the EMA is missing from `model` or has another shape there; the
+            InvalidSettingError: if `step` is not after the last one, the EMA weights are applied to a model
+                ([`apply_shadow`] without [`restore`]), or a tensor of the EMA is missing from `model` or has another shape there; the
                 EMA and its counters are then left unchanged.
         """
         if self._applied is not None:
@@ -135,6 +135,11 @@ class ModelEma:
                 "hold the weights being trained; call ema.restore(model) before ema.update(model)."
             )
         step = self.last_step + 1 if step is None else step
+        if step <= self.last_step:
+            raise InvalidSettingError(
+                f"ema.update got step {step} after step {self.last_step}: steps count optimizer steps and only go "
+                "forward; pass the step just taken (or none, for the previous one plus one)."
+            )
         weights = model_tensors(model, self.shadow)  # checked before any change
         buffers = model_tensors(model, self.copied)
         decay = self.decay_at(step)

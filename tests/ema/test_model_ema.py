@@ -281,3 +281,14 @@ def test_load_of_a_missing_foreign_or_damaged_file_raises_one_line(tmp_path, wri
     assert message in text and str(path) in text and "\n" not in text
     assert "pass an ema_state.safetensors" in text  # what to do
     assert_unchanged(ema, before)
+
+
+def test_a_step_that_does_not_go_forward_is_refused_and_changes_nothing():
+    model = torch.nn.Linear(3, 2)
+    ema = ModelEma(model, decay=0.9)
+    ema.update(model, 5)
+    before = {name: tensor.clone() for name, tensor in ema.shadow.items()}
+    for step in (5, 4):
+        with pytest.raises(InvalidSettingError, match=f"got step {step} after step 5"):
+            ema.update(model, step)
+    assert ema.last_step == 5 and all(torch.equal(before[n], t) for n, t in ema.shadow.items())
