@@ -85,9 +85,15 @@ class CompatReport:
         for title, entries in (("Errors", self.errors), ("Warnings", self.warnings), ("Notes", notes)):
             if entries:
                 lines += ["", f"{title} ({len(entries)}):", *(f"  - {entry}" for entry in entries)]
-        verdict = (
-            "OK, these ingredients can be averaged." if self.ok() else "INCOMPATIBLE: fix the errors above."
-        )
+        if not self.ok():
+            verdict = "INCOMPATIBLE: fix the errors above."
+        elif self.weights_checked:
+            verdict = "OK, these ingredients can be averaged."
+        else:
+            verdict = (
+                "the metadata shows no problem; the weights were not read, so NaN/Inf, a missing common base and "
+                "independently drawn heads are unchecked (add --weights)."
+            )
         return "\n".join([*lines, "", f"Result: {verdict}"])
 
 

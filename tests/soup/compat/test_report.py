@@ -76,3 +76,8 @@ def test_to_dict_holds_the_verdict_every_finding_and_the_alignment():
     assert (data["errors"], data["warnings"], data["notes"]) == (["E"], ["W"], ["N"])
     assert data["label_orders"] == [None, [1, 0]] and data["label_names"] == ["no", "yes"]
     assert data["weights_checked"] is False and data["base"] is None
+
+
+def test_a_report_that_read_no_weight_does_not_say_ok():
+    text = CompatReport(ingredients=["a", "b"]).to_text()
+    assert "Result: OK" not in text and "the metadata shows no problem" in text and "--weights" in text
