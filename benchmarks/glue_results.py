@@ -106,7 +106,13 @@ def _ingredients(run_dir: Path) -> tuple[list[str], list[dict]]:
 
 
 def evaluate(
-    tasks, work: Path, data: Path, seeds: list[int], runs: int = 8, learned_rates: tuple[float, ...] = ()
+    tasks,
+    work: Path,
+    data: Path,
+    seeds: list[int],
+    runs: int = 8,
+    learned_rates: tuple[float, ...] = (),
+    variant: tuple[str | None, list[float] | None] = (None, None),
 ) -> None:
     """Score every method on `seeds` selection/report splits of each task's validation (resumable).
 
@@ -125,7 +131,7 @@ def evaluate(
     from hfsoup.soup import check_compatibility, load_ingredients, load_into
 
     for name in tasks:
-        task, run_dir = get_task(name), work / name
+        task, run_dir = get_task(name), variant_dir(work, name, *variant)
         folders, records = _ingredients(run_dir)
         if len(records) < runs:
             print(f"{name}: {len(records)} of {runs} runs finished; train first")
@@ -285,7 +291,7 @@ METHODS = (
 )
 
 
-def report(tasks, work: Path) -> None:
+def report(tasks, work: Path, variant: tuple[str | None, list[float] | None] = (None, None)) -> None:
     """Print, per task, each run's raw and EMA validation scores, and each method minus the best single.
 
     The differences are taken per selection/report split (seed), then averaged: mean and standard deviation
@@ -294,13 +300,13 @@ def report(tasks, work: Path) -> None:
     """
     summary: dict[str, dict[str, str]] = {}
     for name in tasks:
-        out = work / name / "results.json"
+        out = variant_dir(work, name, *variant) / "results.json"
         if not out.is_file():
             print(f"\n{name}: no results yet")
             continue
         saved = json.loads(out.read_text())
         results = saved["splits"]
-        _folders, records = _ingredients(work / name)
+        _folders, records = _ingredients(variant_dir(work, name, *variant))
         records = [record for record in records if record["name"] in saved["runs"]]
         print(f"\n### {name}: {len(records)} runs, {len(results)} selection/report splits\n")
         print("| run | steps | training s | raw | EMA | EMA - raw |\n|---|---:|---:|---:|---:|---:|")
@@ -378,9 +384,11 @@ def main(argv=None) -> int:
         default=[],
         help="also fit the learned soup with these Adam learning rates (added to splits evaluated before)",
     )
-    parser.add_argument("--head-init", choices=["linear_probe", "random"], help="train: a comparison's head")
     parser.add_argument(
-        "--learning-rates", type=float, nargs="+", help="train: a comparison's rates (a grid)"
+        "--head-init", choices=["linear_probe", "random"], help="a comparison's head (its folder)"
+    )
+    parser.add_argument(
+        "--learning-rates", type=float, nargs="+", help="a comparison's rates, a grid (its folder)"
     )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "glue-hub")
     args = parser.parse_args(argv)
@@ -396,9 +404,10 @@ def main(argv=None) -> int:
             list(range(args.seeds)),
             runs=args.runs,
             learned_rates=tuple(args.learned_rates),
+            variant=(args.head_init, args.learning_rates),
         )
     else:
-        report(args.tasks, args.work)
+        report(args.tasks, args.work, variant=(args.head_init, args.learning_rates))
     return 0
 
 
