@@ -123,3 +123,63 @@ def test_the_readme_map_of_the_house_is_the_tree():
     inner |= {f"{path.name}/" for path in PACKAGE.glob("*/*") if (path / "__init__.py").is_file()}
     unknown = named - folders - top - inner
     assert not unknown, f"the README's map names {sorted(unknown)}, which are not in hfsoup/"
+
+
+# Layers, top to bottom (pyproject.toml's contract): a call from a lower layer into a higher one is a climb.
+LAYERS = {
+    "cli": 7,
+    "finetune": 6,
+    "merge": 5,
+    "publish": 4,
+    "recipe": 3,
+    "soup": 2,
+    "eval": 2,
+    "ema": 2,
+    "sources": 1,
+}
+
+
+def _layer(module: str) -> int:
+    return LAYERS.get(module.split(".")[1] if module.count(".") else "", 0)
+
+
+def test_a_merge_from_the_cli_to_the_written_soup_climbs_back_up_a_layer_at_most_3_times(
+    capsys, tmp_path, tiny_stsb_dirs, glue_hub_dir
+):
+    # STS-B's score allows no early stop, so greedy scores each candidate through a function the merge layer
+    # hands it: the one callback that climbs (soup -> merge), which shows the trace sees climbs at all.
+    import sys
+
+    from cli_helpers import QUICK_SPLITS
+
+    from hfsoup.cli import main
+
+    climbs: set[tuple[str, str]] = set()
+
+    def profile(frame, event, arg):
+        if event != "call" or frame.f_code.co_name == "<module>":  # imports run module code: not a climb
+            return
+        callee = frame.f_globals.get("__name__", "")
+        if not callee.startswith("hfsoup."):
+            return
+        caller = frame.f_back
+        while caller is not None and not caller.f_globals.get("__name__", "").startswith("hfsoup."):
+            caller = caller.f_back
+        if caller is not None and _layer(callee) > _layer(caller.f_globals["__name__"]):
+            climbs.add(
+                (
+                    f"{caller.f_globals['__name__']}.{caller.f_code.co_name}",
+                    f"{callee}.{frame.f_code.co_name}",
+                )
+            )
+
+    sys.setprofile(profile)
+    try:
+        argv = [*map(str, tiny_stsb_dirs), "--task", "stsb", "--dataset", str(glue_hub_dir), *QUICK_SPLITS]
+        code = main(["merge", *argv, "--output-dir", str(tmp_path / "soup")])
+    finally:
+        sys.setprofile(None)
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "soup" / "soup.yaml").is_file()
+    assert 1 <= len(climbs) <= 3, sorted(climbs)
+    assert ("hfsoup.soup.methods.greedy.greedy_soup", "hfsoup.merge.scored.<lambda>") in climbs

@@ -139,7 +139,9 @@ def test_inspect_prints_the_report_and_geometry(capsys, tiny_ingredient_dirs, ti
 def test_inspect_reads_only_metadata_by_default_and_says_so(capsys, tiny_ingredient_dirs, tiny_base_dir):
     code, out, err = run(capsys, "inspect", *tiny_ingredient_dirs, "--base", tiny_base_dir)
     assert code == 0, err
-    assert "the metadata shows no problem" in out and "can be averaged" not in out and "angle" not in out.lower()
+    assert (
+        "the metadata shows no problem" in out and "can be averaged" not in out and "angle" not in out.lower()
+    )
     assert "Only metadata was read" in out and "--weights" in out
 
 
