@@ -144,7 +144,6 @@ def _ranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Each row's average rank among each resample's drawn rows (ties share their mean rank), per resample."""
     distinct, inverse = np.unique(values, return_inverse=True)
     per_value = np.zeros((len(counts), len(distinct)))
-    for row, value in enumerate(inverse):
-        per_value[:, value] += counts[:, row]
+    np.add.at(per_value.T, inverse, counts.T)  # each resample's draws of each distinct value
     below = np.cumsum(per_value, axis=1) - per_value
     return (below + (per_value + 1) / 2)[:, inverse]

@@ -77,13 +77,18 @@ def run_key(recipe: FinetuneRecipe, task: Task, dataset: str | None, overrides: 
 
 
 @functools.cache
+def weights_hash(folder: Path) -> str:
+    """The `sha256:` of a model folder's weights, hashed once per process (a run's key and its start's key)."""
+    return LocalSource(folder).content_hash
+
+
 def _local_content(base: str) -> str | None:
     """The content hash of a local base's weights (`None` for a Hub id, pinned by its reference)."""
     try:
         folder = package_folder(base) if base.startswith("package:") else Path(base).expanduser()
     except HfSoupError:
         return None
-    return LocalSource(folder).content_hash if (folder / "config.json").is_file() else None
+    return weights_hash(folder.resolve()) if (folder / "config.json").is_file() else None
 
 
 def run_name(overrides: dict, key: str) -> str:

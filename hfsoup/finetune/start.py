@@ -29,8 +29,8 @@ from ..eval.scoring import Scorer
 from ..eval.tasks import Task
 from ..recipe.finetune import FinetuneRecipe
 from ..soup.heads import head_layout
-from ..sources import LocalSource
 from ..staging import staged
+from .plan import weights_hash
 from .run_card import describe_start
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def new_head_model(base: Path, task: Task):
 def start_key(base: Path, recipe: FinetuneRecipe, task: Task, dataset: str | None) -> str:
     """A short hash of everything that makes the start: the base's weights, the data, the labels, the head."""
     settings = {
-        "base": LocalSource(base).content_hash,
+        "base": weights_hash(Path(base).resolve()),
         "task": [task.name, list(task.text_columns), task.label_column, list(task.label_names)],
         "head": [recipe.head_init, recipe.head_seed],
     }
@@ -137,8 +137,9 @@ def _fit_head(
 ) -> dict:
     """Fit the head's final projection on the frozen features of `rows`, in place; the probe's record."""
     began = time.perf_counter()
-    projection = head_layout(model.config).output
-    if len([m for m in head_layout(model.config).modules if m != projection]):
+    layout = head_layout(model.config)
+    projection = layout.output
+    if len(layout.modules) > 1:
         logger.info(
             "The head has a hidden layer: its final projection %s is fitted on that layer's output",
             projection,

@@ -104,7 +104,7 @@ def test_a_run_s_key_covers_its_data_s_columns_labels_and_the_base_s_weights(tmp
     name = next(iter(weights))
     weights[name] = weights[name] + 1e-3  # the same folder, other weights
     save_file(weights, base / "model.safetensors", metadata={"format": "pt"})
-    plan_module._local_content.cache_clear()
+    plan_module.weights_hash.cache_clear()
     assert run_key(FinetuneRecipe(base=str(base)), mrpc, None, {"seed": 1}) != before
 
 
