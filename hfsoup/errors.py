@@ -56,6 +56,14 @@ class OutputExistsError(HfSoupError, FileExistsError):
     """The output folder exists already and `--overwrite` was not given."""
 
 
+class MissingRunsError(HfSoupError, FileNotFoundError):
+    """A soup of a sweep's runs was asked for (`--soup-only`) while some runs are not finished; `runs` names them."""
+
+    def __init__(self, message: str, runs: list[str] | None = None):
+        super().__init__(message)
+        self.runs = runs or []
+
+
 class RecipeError(HfSoupError, ValueError):
     """A recipe file is missing, not valid YAML, or has a field with a wrong name or value."""
 

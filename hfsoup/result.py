@@ -106,6 +106,8 @@ class MergeResult:
             "high", "level", "resamples", "seed"}`: a paired bootstrap interval over the split's rows.
         refit_head: with `--refit-head`, how the soup's head was refitted: `{"split", "rows", "projection",
             "probe_l2", "train", "seconds"}`; `None` when the head was averaged.
+        missing_runs: the runs of the ingredients' sweep that were not finished when it was souped
+            (`hfsoup finetune --soup-only --allow-missing`); empty when every run was.
     """
 
     task: str | None
@@ -135,6 +137,7 @@ class MergeResult:
     start: dict | None = None
     gain: dict | None = None
     refit_head: dict | None = None
+    missing_runs: list[str] = field(default_factory=list)
 
     @property
     def selected(self) -> list[IngredientRecord]:

@@ -21,7 +21,7 @@ import sys
 import threading
 from contextlib import nullcontext, redirect_stdout
 
-from ..errors import HfSoupError, IncompatibleIngredientsError
+from ..errors import HfSoupError, IncompatibleIngredientsError, InvalidSettingError
 from .output import format_runs, format_scores, print_json
 from .parser import build_parser, recipe_flags
 
@@ -68,12 +68,8 @@ def _merge(args) -> dict:
     from ..eval.processes import Processes
     from ..publish import soup_folder
 
-    processes = Processes.from_environment(args.device)
-    if not processes.is_main:  # launched with several processes: the main one logs, prints, writes and pushes
-        from huggingface_hub.utils import disable_progress_bars
-
-        logging.getLogger("hfsoup").setLevel(logging.ERROR)
-        disable_progress_bars()
+    # launched with several processes: the main one logs, prints, writes and pushes
+    processes = _launched(Processes.from_environment(args.device))
     push = bool(args.push_to_hub) and processes.is_main
     try:
         with soup_folder(args.output_dir, push=push) as output:
@@ -127,28 +123,69 @@ def _run_merge(recipe, output, args, processes):
     return run_merge(recipe, output_dir=output, **options)
 
 
-def _finetune(args) -> dict:
-    from ..finetune import run_finetune
+def _finetune(args) -> dict | None:
+    from ..eval.processes import Processes
+    from ..finetune import Shard, run_finetune
     from ..recipe import load_sweep
 
+    if args.allow_missing and not args.soup_only:
+        raise InvalidSettingError("--allow-missing goes with --soup-only; add --soup-only, or drop it.")
+    shard = Shard.parse(args.shard) if args.shard else None
+    if shard and args.soup_only:
+        raise InvalidSettingError("--shard trains a share of the runs and --soup-only trains none; pass one.")
+    if args.stale_after is not None and args.stale_after <= 0:
+        raise InvalidSettingError(
+            f"--stale-after must be a number of seconds above 0, got {args.stale_after:g}."
+        )
     sweep = load_sweep(args.recipe, dataset=args.dataset, base=args.base, output_dir=args.output_dir)
     if args.no_soup:
         sweep.soup = None
-    done = run_finetune(
-        sweep, token=args.token, command=args.command_line, progress=not args.quiet, overwrite=args.overwrite
-    )
+    processes = _launched(Processes.from_environment("auto"))
+    try:
+        done = run_finetune(
+            sweep,
+            token=args.token,
+            command=args.command_line,
+            progress=not args.quiet,
+            overwrite=args.overwrite,
+            shard=shard,
+            soup_only=args.soup_only,
+            allow_missing=args.allow_missing,
+            processes=processes,
+            **({"stale_after": args.stale_after} if args.stale_after else {}),
+        )
+    finally:
+        processes.close()
+    if not processes.is_main:
+        return None
     print(format_runs(done.runs, sweep.runs_dir))
+    if done.missing:
+        print(f"Not finished here ({len(done.missing)}): {', '.join(done.missing)}")
     if done.merge is not None:
         print(format_scores(done.merge.result))
         print(f"Soup written to {done.merge.output_dir}")
+    elif done.soup_by:
+        print(f"Soup of {sweep.soup_dir}: made by {done.soup_by}")
     return {
         "command": "finetune",
         "ok": True,
         "runs": [dict(record, folders=folders) for record, folders in done.runs],
+        "missing": done.missing,
         "soup": None
         if done.merge is None
         else {"output_dir": str(done.merge.output_dir), "result": done.merge.result.to_dict()},
+        "soup_by": done.soup_by,
     }
+
+
+def _launched(processes):
+    """`processes`, with this one quiet unless it is the main one (a launcher's others log errors only)."""
+    if not processes.is_main:
+        from huggingface_hub.utils import disable_progress_bars
+
+        logging.getLogger("hfsoup").setLevel(logging.ERROR)
+        disable_progress_bars()
+    return processes
 
 
 def _push(folder, repo_id: str, args) -> str:

@@ -139,6 +139,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     finetune.add_argument("--overwrite", action="store_true", help="replace an existing soup folder")
     finetune.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="train only shard K of N of the runs (fixed by their keys), then stop without souping; `slurm` "
+        "reads SLURM_ARRAY_TASK_ID/_MIN/_COUNT, `env/N` Kubernetes' JOB_COMPLETION_INDEX",
+    )
+    finetune.add_argument(
+        "--soup-only", action="store_true", help="train nothing: soup the finished runs (all must be)"
+    )
+    finetune.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="with --soup-only, soup the finished runs even if some are missing (the card names them)",
+    )
+    finetune.add_argument(
+        "--stale-after",
+        type=float,
+        metavar="SECONDS",
+        help="take over another host's claim on a run once its lock file was not touched for this long "
+        "(default 1800; a claim of a dead process on this host is taken over at once)",
+    )
+    finetune.add_argument(
         "--token", help="a Hub token (default: HF_TOKEN or the saved login); never recorded"
     )
     inspect = sub.add_parser("inspect", help="report whether models can be averaged, without averaging")

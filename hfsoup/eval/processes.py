@@ -118,6 +118,19 @@ class Processes:
 
         return reduce(tensor, reduction=reduction)
 
+    def broadcast(self, value):
+        """The main process's `value` (any picklable object), in every process; with one process, `value`."""
+        if self._state is None:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([value], from_process=0)[0]
+
+    def wait(self) -> None:
+        """Wait until every process gets here (a no-op for one process)."""
+        if self._state is not None:
+            self._state.wait_for_everyone()
+
     def close(self) -> None:
         """Wait for every process, then tear the process group down (a no-op for one process).
 

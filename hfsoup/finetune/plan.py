@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import TrainingArguments
 
 from ..errors import HfSoupError, RecipeError
@@ -98,8 +99,14 @@ def run_name(overrides: dict, key: str) -> str:
     return f"{slug}-{key}" if slug else f"run-{key}"
 
 
-def plan_runs(recipe: FinetuneRecipe, task: Task, dataset: str | None, work_dir: Path) -> list[RunPlan]:
+def plan_runs(
+    recipe: FinetuneRecipe, task: Task, dataset: str | None, work_dir: Path, *, processes: int = 1
+) -> list[RunPlan]:
     """Every run of `recipe`, with its `TrainingArguments` checked before any work.
+
+    Args:
+        processes: how many processes train each run together (a launcher's); each takes an equal slice of
+            every batch, so the run's batches are those of one process.
 
     Raises:
         RecipeError: a run's settings are not valid `TrainingArguments`, or two runs have the same settings.
@@ -113,15 +120,21 @@ def plan_runs(recipe: FinetuneRecipe, task: Task, dataset: str | None, work_dir:
             )
         seen[key] = overrides
         folder = work_dir / run_name(overrides, key)
-        plans.append(RunPlan(overrides, key, folder, training_arguments(recipe, overrides, folder)))
+        args = training_arguments(recipe, overrides, folder, processes=processes)
+        plans.append(RunPlan(overrides, key, folder, args))
     return plans
 
 
-def training_arguments(recipe: FinetuneRecipe, overrides: dict, folder: Path) -> TrainingArguments:
+def training_arguments(
+    recipe: FinetuneRecipe, overrides: dict, folder: Path, *, processes: int = 1
+) -> TrainingArguments:
     """The run's `TrainingArguments`: hfsoup's defaults, then the recipe's `training`, then the run's overrides.
 
     Training writes a checkpoint (with the EMA) at the end of each epoch, or four times in a run of
-    `max_steps`, and keeps the last one, so a stopped run resumes from it.
+    `max_steps`, and keeps the last one, so a stopped run resumes from it. Under a launcher of several
+    processes, the batch size stays the run's: each batch is split between the processes (accelerate's
+    `split_batches`), so the runs equal one process's to rounding; on a machine without a GPU the processes
+    train on the CPU (gloo), which `TrainingArguments` does only when asked (`use_cpu`).
     """
     steps = recipe.max_steps
     settings = dict(
@@ -138,12 +151,22 @@ def training_arguments(recipe: FinetuneRecipe, overrides: dict, folder: Path) ->
         logging_steps=max(1, (steps or 200) // 5),
         disable_tqdm=True,
     )
+    if processes > 1:
+        settings["accelerator_config"] = {"split_batches": True}
+        settings["ddp_find_unused_parameters"] = False  # every weight of a classifier is used
+        settings["use_cpu"] = not torch.accelerator.is_available()
     hints = _simple_hints()
     for where, extra in (("finetune.training", recipe.training or {}), ("finetune.runs", overrides)):
         for name, value in extra.items():
             if name in hints:  # TrainingArguments itself takes learning_rate="fast" and fails mid-training
                 value = check_value(value, hints[name], where, name)
             settings[name] = value
+    batch = settings["per_device_train_batch_size"]
+    if processes > 1 and batch % processes:
+        raise RecipeError(
+            f"finetune run {overrides}: batch size {batch} does not split evenly between the {processes} "
+            f"processes the launcher started; use a batch size that is a multiple of {processes}."
+        )
     try:
         return TrainingArguments(**settings)
     except (TypeError, ValueError) as error:

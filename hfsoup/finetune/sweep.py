@@ -7,6 +7,7 @@ task is resolved once, every run is trained (or reused) by [`finetune_sweep`], a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from ..errors import MissingRunsError
 from ..eval.data import load_split
+from ..eval.processes import Processes
 from ..eval.resolve import resolve_task
 from ..eval.tasks import Task
 from ..merge import Merge, run_merge
@@ -24,8 +27,10 @@ from ..recipe.sweep import SweepRecipe
 from ..soup import get_method
 from ..sources import model_folder
 from ..staging import check_output
+from .claims import STALE_AFTER, Claim, Claims, try_claim
 from .plan import RunPlan, plan_runs
 from .publish import push_run
+from .shard import Shard
 from .start import encoded_split, shared_start, start_record
 from .train import folder_kinds, train_run
 
@@ -36,10 +41,19 @@ __all__ = ["Sweep", "finetune_ingredients", "finetune_sweep", "run_finetune"]
 
 @dataclass
 class Sweep:
-    """A finished fine-tuning sweep: each run's record (`run.json`) and ingredient folders, and the soup."""
+    """A finetuning sweep as this process left it: the finished runs, those not finished, and the soup.
+
+    Args:
+        runs: each finished run's record (`run.json`) and ingredient folders.
+        merge: the soup, when this process made it.
+        missing: the runs not finished (another shard's, or ones other processes still train).
+        soup_by: who makes (or made) the soup when another process does, e.g. `host pid 12`.
+    """
 
     runs: list[tuple[dict, list[str]]]
     merge: Merge | None
+    missing: list[str] = dataclasses.field(default_factory=list)
+    soup_by: str | None = None
 
 
 def run_finetune(
@@ -50,13 +64,19 @@ def run_finetune(
     progress: bool = True,
     overwrite: bool = False,
     write_soup: bool = True,
+    shard: Shard | None = None,
+    soup_only: bool = False,
+    allow_missing: bool = False,
+    stale_after: float = STALE_AFTER,
+    processes: Processes | None = None,
     **merge_options,
 ) -> Sweep:
     """Fine-tune the sweep's runs (resuming a stopped sweep), then soup their ingredients if it has a `soup`.
 
     Everything that can be checked before training is: the soup's recipe and method (with the number of
     ingredients the sweep will yield, when the recipe was built), its output folder, and every run's
-    `TrainingArguments`.
+    `TrainingArguments`. Processes that run the same sweep into one folder share its runs (each run is
+    claimed before it trains); the soup is made by the first to finish, once every run is.
 
     Args:
         sweep: the recipe.
@@ -65,13 +85,22 @@ def run_finetune(
         progress: show progress bars.
         overwrite: replace an existing soup folder.
         write_soup: write the soup to `sweep.soup_dir`; `False` scores it and writes nothing.
+        shard: train only this [`Shard`]'s share of the runs, and make no soup.
+        soup_only: train nothing: soup the finished runs (all of them, unless `allow_missing`).
+        allow_missing: with `soup_only`, soup the finished runs even if some are missing (the card names them).
+        stale_after: seconds after which another host's untouched claim on a run is taken over.
+        processes: the processes a launcher started; `None` for this one.
         **merge_options: further options of [`run_merge`] for the soup (`trust_remote_metric`, `repo_id`,
-            `processes`, ...).
+            ...).
 
     Returns:
         The [`Sweep`].
+
+    Raises:
+        MissingRunsError: `soup_only` without `allow_missing`, and some runs are not finished.
     """
-    soup = sweep.soup
+    processes = processes or Processes()
+    soup = sweep.soup if shard is None else None
     splits = (soup.selection_split, soup.report_split) if soup else ()
     task = resolve_task(
         sweep.task,
@@ -80,9 +109,10 @@ def run_finetune(
         label_column=sweep.label_column,
         splits=("validation", sweep.finetune.train_split, *splits),
     )
-    soup_dir = sweep.soup_dir if write_soup else None
+    soup_dir = sweep.soup_dir if write_soup and soup else None
     if soup_dir is not None:
         check_output(soup_dir, overwrite=overwrite)
+    existed = soup_dir is not None and soup_dir.exists()
     runs = finetune_sweep(
         sweep.finetune,
         task,
@@ -92,15 +122,59 @@ def run_finetune(
         token=token,
         command=command,
         progress=progress,
+        shard=shard,
+        train=not soup_only,
+        wait=soup is not None,
+        stale_after=stale_after,
+        processes=processes,
     )
-    records = [(json.loads((plan.folder / "run.json").read_text(encoding="utf-8")), f) for plan, f in runs]
-    if soup is None:
-        return Sweep(records, None)
+    records = [
+        (json.loads((plan.folder / "run.json").read_text(encoding="utf-8")), f)
+        for plan, f in runs
+        if plan.done
+    ]
+    missing = [plan.name for plan, _folders in runs if not plan.done]
+    if soup is None or (missing and not soup_only):
+        return Sweep(records, None, missing)
+    if missing and not allow_missing:
+        raise MissingRunsError(
+            f"{len(missing)} of {len(runs)} runs are not finished in {sweep.runs_dir}: {', '.join(missing)}; "
+            "train them first (hfsoup finetune without --soup-only), or pass --allow-missing to soup the "
+            f"{len(records)} finished ones.",
+            runs=missing,
+        )
+    if not records:
+        raise MissingRunsError(
+            f"no run of the sweep is finished in {sweep.runs_dir}; train them first.", runs=missing
+        )
+    with _soup_claim(soup_dir, existed, stale_after, processes) as holder:
+        if holder is not None:
+            return Sweep(records, None, missing, soup_by=holder)
+        merge = _soup(
+            sweep,
+            records,
+            task,
+            soup_dir,
+            overwrite,
+            token,
+            command,
+            progress,
+            processes,
+            missing,
+            merge_options,
+        )
+    return Sweep(records, merge, missing)
+
+
+def _soup(
+    sweep, records, task, soup_dir, overwrite, token, command, progress, processes, missing, options
+) -> Merge:
+    """The soup of the finished runs' ingredients, through `run_merge`; a sweep's start is its natural base."""
     recipe = sweep.soup_recipe([folder for _record, folders in records for folder in folders])
     start = records[0][0].get("start_folder")
     if recipe.base is None and start and get_method(recipe.method).needs_base:
         recipe = dataclasses.replace(recipe, base=start)  # the runs' common start is their soup's base
-    merge = run_merge(
+    return run_merge(
         recipe,
         output_dir=soup_dir,
         overwrite=overwrite,
@@ -109,9 +183,35 @@ def run_finetune(
         progress=progress,
         task=task,
         start=records[0][0].get("start"),
-        **merge_options,
+        missing_runs=missing,
+        processes=processes,
+        **options,
     )
-    return Sweep(records, merge)
+
+
+@contextlib.contextmanager
+def _soup_claim(soup_dir: Path | None, existed: bool, stale_after: float, processes: Processes):
+    """Claim the soup's folder (the main process decides for all); yields `None`, or who makes it instead.
+
+    A soup folder that appeared since the sweep began (`check_output` found none) was made by another
+    process sharing the sweep: it is left alone.
+    """
+    claim, holder = None, None
+    if soup_dir is not None and processes.is_main:
+        soup_dir.parent.mkdir(parents=True, exist_ok=True)
+        got = try_claim(soup_dir.with_name(f"{soup_dir.name}.lock"), stale_after=stale_after)
+        if isinstance(got, Claim):
+            claim = got
+            if soup_dir.exists() and not existed:
+                holder = "another process sharing the sweep (it is written)"
+        else:
+            holder = got.describe()
+    holder = processes.broadcast(holder)
+    try:
+        yield holder
+    finally:
+        if claim is not None:
+            claim.release()
 
 
 def finetune_sweep(
@@ -124,11 +224,17 @@ def finetune_sweep(
     token: str | bool | None = None,
     command: str = "",
     progress: bool = False,
+    shard: Shard | None = None,
+    train: bool = True,
+    wait: bool = True,
+    stale_after: float = STALE_AFTER,
+    processes: Processes | None = None,
 ) -> list[tuple[RunPlan, list[str]]]:
-    """Train every run of `recipe` on `task` that is not finished yet, pushing runs if the recipe says so.
+    """Train every run of `recipe` on `task` that is not finished yet (or this shard's), pushing runs if asked.
 
     Every run's `TrainingArguments` are checked before any training. Finished runs with the same settings
-    are reused; an unfinished one resumes from its last checkpoint, EMA included.
+    are reused; an unfinished one resumes from its last checkpoint, EMA included. Each run is claimed by a lock
+    file before it trains (`claims.py`), so processes that run the same sweep into one folder share its runs.
 
     Args:
         recipe: the sweep's settings.
@@ -139,52 +245,73 @@ def finetune_sweep(
         token: a Hub token, for a base on the Hub or `push_to_hub`; never written anywhere.
         command: the command that reproduces the sweep, for the cards (without secrets).
         progress: show each run's progress bar.
+        shard: train only this [`Shard`]'s runs.
+        train: `False` trains nothing (`--soup-only`): the runs as they are.
+        wait: wait for runs that other processes are training (to soup them); `False` leaves them to those.
+        stale_after: seconds after which another host's untouched claim is taken over.
+        processes: the processes a launcher started (each run trains on all of them, under DDP); `None` for one.
 
     Returns:
-        Each run with its ingredient folders (raw, EMA, then epoch snapshots).
+        Every run of the sweep (finished or not: see `RunPlan.done`) with its ingredient folders (raw, EMA,
+        then epoch snapshots).
 
     Raises:
         RecipeError: a run's settings are not valid `TrainingArguments`.
     """
-    plans = plan_runs(recipe, task, dataset, work_dir)
+    processes = processes or Processes()
+    plans = plan_runs(recipe, task, dataset, work_dir, processes=processes.count)
+    mine = shard.take(plans) if shard else plans
+    if shard:
+        logger.info(
+            "This is %s: it takes %d of the %d runs: %s",
+            shard.describe(), len(mine), len(plans), ", ".join(plan.name for plan in mine) or "none",
+        )  # fmt: skip
+    if train and not all(plan.done for plan in mine):
+        setup = _setup(recipe, task, dataset, work_dir, seed, token, command, processes)
+        work = Claims(mine, work_dir, wait=wait, stale_after=stale_after, processes=processes)
+        for plan in work:
+            done = sum(p.done for p in plans)
+            logger.info("Run %d/%d (%d done): %s", done + 1, len(plans), done, plan.name)
+            record = train_run(plan, progress=progress, processes=processes, **setup)
+            if record is not None:
+                logger.info("Run %s done: %s", plan.name, _summary(record))
     kinds = folder_kinds(recipe)
-    todo = [plan for plan in plans if not plan.done]
-    if todo:
-        base = model_folder(recipe.base, token=token)
-        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
-        train = encoded_split(recipe, task, dataset, seed, tokenizer)
-        validation = load_split(task, task.eval_splits[0], dataset=dataset, seed=seed)
-        start = base
-        if recipe.head_seed is not None:
-            start = shared_start(
-                base, tokenizer, recipe, task, work_dir, dataset=dataset, seed=seed, validation=validation
-            )
-        describe = {
-            "base": recipe.base,
-            "dataset": dataset,
-            "command": command,
-            "start": start_record(start),
-            "start_folder": str(start) if start != base else None,
-        }
-        done = len(plans) - len(todo)
-        for position, plan in enumerate(todo, start=done + 1):
-            logger.info("Run %d/%d (%d done before): %s", position, len(plans), done, plan.name)
-            record = train_run(
-                plan,
-                start,
-                tokenizer,
-                task,
-                train,
-                recipe,
-                validation=validation,
-                describe=describe,
-                progress=progress,
-            )
-            logger.info("Run %d/%d done: %s", position, len(plans), _summary(record))
-    for plan in plans:
-        if recipe.push_to_hub:
+    for plan in mine:
+        if recipe.push_to_hub and plan.done and processes.is_main:
             push_run(plan.folder, kinds, recipe, token=token)
     return [(plan, [str(plan.folder / kind) for kind in kinds]) for plan in plans]
+
+
+def _setup(recipe, task, dataset, work_dir, seed, token, command, processes) -> dict:
+    """What every run of the sweep shares: its start (built once), tokenizer, encoded data and card facts."""
+    base = model_folder(recipe.base, token=token)
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
+    train = encoded_split(recipe, task, dataset, seed, tokenizer)
+    validation = load_split(task, task.eval_splits[0], dataset=dataset, seed=seed)
+    start = base
+    if recipe.head_seed is not None:
+        for turn in ("main", "others"):  # the main process builds the start; the others then find it
+            if processes.is_main == (turn == "main"):
+                start = shared_start(
+                    base, tokenizer, recipe, task, work_dir, dataset=dataset, seed=seed, validation=validation
+                )
+            processes.wait()
+    describe = {
+        "base": recipe.base,
+        "dataset": dataset,
+        "command": command,
+        "start": start_record(start),
+        "start_folder": str(start) if start != base else None,
+    }
+    return dict(
+        start=start,
+        tokenizer=tokenizer,
+        task=task,
+        train=train,
+        recipe=recipe,
+        validation=validation,
+        describe=describe,
+    )
 
 
 def finetune_ingredients(

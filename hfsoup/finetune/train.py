@@ -23,6 +23,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..ema import EMA_STATE_NAME, EmaTrainerCallback
+from ..eval.processes import Processes
 from ..eval.scoring import Scorer
 from ..eval.tasks import Task
 from ..recipe.finetune import FinetuneRecipe
@@ -77,17 +78,20 @@ def ema_callback(recipe: FinetuneRecipe) -> EmaTrainerCallback:
 
 def train_run(
     plan: RunPlan,
+    *,
     start: Path,
     tokenizer: PreTrainedTokenizerBase,
     task: Task,
     train: datasets.Dataset,
     recipe: FinetuneRecipe,
-    *,
     validation: datasets.Dataset,
     describe: dict,
     progress: bool = False,
-) -> dict:
+    processes: Processes | None = None,
+) -> dict | None:
     """Train (or resume) one run and move it into `plan.folder`; its record, as written to `run.json`.
+
+    Under a launcher, every process trains (DDP) and only the main one scores and writes: the others get `None`.
 
     Args:
         plan: the run.
@@ -99,10 +103,12 @@ def train_run(
         validation: the rows each of the run's model folders is scored on.
         describe: what the cards say of the sweep (`base`, `dataset`, `command`).
         progress: show the Trainer's progress bar.
+        processes: the processes a launcher started; `None` for this one.
     """
-    kinds = recipe.ingredient_kinds
+    processes = processes or Processes()
     partial = plan.partial
-    partial.mkdir(parents=True, exist_ok=True)
+    if processes.is_main:
+        partial.mkdir(parents=True, exist_ok=True)
     set_seed(plan.args.seed)  # without a shared start, the run's own seed draws its head
     model = new_head_model(start, task)
     ema = ema_callback(recipe) if recipe.ema_decay is not None else None
@@ -118,13 +124,26 @@ def train_run(
     if progress:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_QuietProgress)
-    checkpoint = last_complete_checkpoint(Path(plan.args.output_dir), ema=ema is not None)
+    checkpoint = None
+    if processes.is_main:  # it removes an incomplete checkpoint: one process decides for all
+        checkpoint = last_complete_checkpoint(Path(plan.args.output_dir), ema=ema is not None)
+    checkpoint = processes.broadcast(checkpoint)
     if checkpoint:
         logger.info("Resuming %s from %s", plan.name, checkpoint)
     began = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - began
+    if not processes.is_main:
+        processes.wait()
+        return None
+    record = _finish(plan, trainer, ema, recipe, task, validation, tokenizer, describe, checkpoint, seconds)
+    processes.wait()
+    return record
 
+
+def _finish(plan, trainer, ema, recipe, task, validation, tokenizer, describe, checkpoint, seconds) -> dict:
+    """Score and save the run's model folders, card them, and move the run into place; its record."""
+    model, partial, kinds = trainer.model, plan.partial, recipe.ingredient_kinds
     scorer = Scorer(model, tokenizer, task, validation, max_length=recipe.max_length)
     scores = {}
     if "raw" in kinds:
@@ -153,7 +172,16 @@ def train_run(
         write_run_card(partial / kind, kind, record, recipe, task, describe)
     (partial / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     shutil.rmtree(partial / "trainer", ignore_errors=True)
-    os.replace(partial, plan.folder)
+    try:
+        os.replace(partial, plan.folder)
+    except OSError:
+        if not plan.done:
+            raise
+        logger.warning(
+            "%s was finished by another process meanwhile (its claim was taken for dead); keeping that one.",
+            plan.name,
+        )
+        shutil.rmtree(partial)
     return record
 
 

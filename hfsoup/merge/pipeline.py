@@ -78,6 +78,7 @@ class MergeOptions:
     token: str | bool | None = None
     command: str = ""
     start: dict | None = None
+    missing_runs: list[str] | None = None
     repo_id: str | None = None
     progress: bool = True
     trust_remote_metric: bool = False
@@ -125,6 +126,7 @@ def run_merge(
     max_shard_size: int | str | None = None,
     task: Task | None = None,
     start: dict | None = None,
+    missing_runs: list[str] | None = None,
 ) -> Merge:
     """Check, score and soup the recipe's ingredients; write the soup folder if `output_dir` is given.
 
@@ -147,6 +149,8 @@ def run_merge(
         task: the task, already resolved by the caller (a sweep resolves it once); `None` resolves the recipe's.
         start: how the ingredients' runs started (a sweep's `start.json`: the probed head and its scores), for
             the card and soup.yaml.
+        missing_runs: the runs of the ingredients' sweep that were not finished, so not souped (the card
+            names them).
 
     Returns:
         The [`Merge`].
@@ -162,6 +166,7 @@ def run_merge(
         token=token,
         command=command,
         start=start,
+        missing_runs=missing_runs,
         repo_id=repo_id,
         progress=progress,
         trust_remote_metric=trust_remote_metric,
@@ -255,6 +260,7 @@ def soup(recipe: MergeRecipe, loaded: Loaded, model: torch.nn.Module, options: M
         compatibility=loaded.report.warnings + loaded.report.notes,
         command=options.command,
         start=options.start,
+        missing_runs=options.missing_runs,
     )
 
 

@@ -71,6 +71,7 @@ def merge_result(
     compatibility: list[str],
     command: str,
     start: dict | None = None,
+    missing_runs: list[str] | None = None,
 ) -> MergeResult:
     """The result of a merge, every field set here: what was souped, scored, chosen, and where it came from."""
     method = get_method(recipe.method)
@@ -100,6 +101,7 @@ def merge_result(
         text_columns=list(task.text_columns) if task else [],
         halved_split=task.eval_splits[0] if task else "validation",
         start=start,
+        missing_runs=list(missing_runs or []),
         gain=souped.gain,
         refit_head=souped.refit_head,
     )

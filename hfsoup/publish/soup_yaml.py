@@ -99,6 +99,7 @@ def soup_yaml(result: MergeResult, *, weights_hash: str | None = None) -> str:
         "gain": _plain(result.gain),
         "start": _plain(result.start),
         "refit_head": _plain(result.refit_head),
+        "missing_runs": list(result.missing_runs),
         "log": list(result.log),
         "compatibility": list(result.compatibility),
     }

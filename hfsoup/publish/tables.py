@@ -90,6 +90,12 @@ After averaging, the head's final projection (`{projection}`) was fitted anew on
 {rows} rows of the `{split}` split, by L2-regularized regression (l2 {probe_l2}); it scores {score:.4f} on them.
 The table shows the soup with its averaged head beside it.
 """
+_MISSING = """
+## Runs missing from the soup
+
+{count} run(s) of the sweep were not finished when it was souped (`--allow-missing`), so their ingredients are not
+in it: {runs}.
+"""
 _START = """
 ## How the ingredients started
 
@@ -134,6 +140,9 @@ def result_sections(result: MergeResult) -> str:
     notes += coefficients_section(result) if result.coefficients else ""
     notes += _gain_section(result.gain) if result.gain else ""
     notes += _START.format(start=_describe_start(result.start)) if result.start else ""
+    if result.missing_runs:
+        runs = ", ".join(f"`{run}`" for run in result.missing_runs)
+        notes += _MISSING.format(count=len(result.missing_runs), runs=runs)
     if result.refit_head:
         notes += _REFIT.format(**result.refit_head, score=result.refit_head["train"]["score"])
     return notes
