@@ -10,8 +10,8 @@ that says why, only when the claim is dead:
 - the file has not been touched for `stale_after` seconds (another host, whose processes cannot be seen: the
   hosts' clocks must agree to within much less than that).
 
-A dead claim is moved aside (one rename: of several processes that find it dead at once, one succeeds) and
-claimed anew. What the claim protects is the caller's business: a run trains in its own `.partial` folder and
+A dead claim is removed by one process at a time (see `_break`), then claimed anew like a free one: of several
+processes that find it dead at once, one gets it. What the claim protects is the caller's business: a run trains in its own `.partial` folder and
 is renamed into place when finished, so a run taken over resumes from its last checkpoint.
 """
 
@@ -91,7 +91,8 @@ def try_claim(path: Path, *, stale_after: float = STALE_AFTER) -> Claim | Holder
 
     A dead claim (see the module's docstring) is taken over with a warning naming its holder and why.
     """
-    for _attempt in range(5):
+    holder = None
+    for _attempt in range(50):
         me = Holder.me()
         try:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -99,17 +100,19 @@ def try_claim(path: Path, *, stale_after: float = STALE_AFTER) -> Claim | Holder
             holder = _read(path)
             reason = _dead(path, holder, stale_after)
             if reason is None:
-                return holder or Holder("unknown", 0, time.time(), "")
+                break
             if _break(path, holder):
                 logger.warning(
                     "Taking over %s from %s: %s.",
                     path.name, holder.describe() if holder else "an unreadable claim", reason,
                 )  # fmt: skip
+            else:
+                time.sleep(0.01)  # another process is removing it: look again
             continue
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             json.dump(asdict(me), file)
         return Claim(path, me, heartbeat=max(0.05, min(60.0, stale_after / 4)))
-    raise RuntimeError(f"could not claim {path}: it changed hands 5 times in a row")
+    return holder or Holder("unknown", 0, time.time(), "")
 
 
 class Claims:
@@ -135,6 +138,7 @@ class Claims:
         self.stale_after, self.processes = stale_after, processes
         self.poll = max(0.05, min(5.0, stale_after / 4))
         self._said: set[tuple[str, str]] = set()
+        self._yielded: set[str] = set()  # a run is yielded once: one that failed to finish is not retried
 
     def __iter__(self):
         if self.processes.is_main:
@@ -157,11 +161,12 @@ class Claims:
         """The main process's choice: a run it claimed, or `_WAIT` for runs others train, or `_DONE`."""
         busy = False
         for index, plan in enumerate(self.plans):
-            if plan.done:
+            if plan.done or plan.name in self._yielded:
                 continue
             got = try_claim(self.folder / f"{plan.name}.lock", stale_after=self.stale_after)
             if isinstance(got, Claim):
                 if not plan.done:  # finished by another process between the check and the claim
+                    self._yielded.add(plan.name)
                     return index, got
                 got.release()
                 continue
@@ -204,20 +209,27 @@ def _dead(path: Path, holder: Holder | None, stale_after: float) -> str | None:
 
 
 def _break(path: Path, holder: Holder | None) -> bool:
-    """Move a dead claim aside; `False` if another process moved (or renewed) it first."""
-    aside = path.with_name(f"{path.name}.dead-{uuid.uuid4().hex[:8]}")
+    """Remove a dead claim; `False` if another process is removing it, or it changed since it was read.
+
+    Only the process holding `<name>.lock.break` (made with `O_EXCL` too) removes a claim, after reading it
+    again: so of several processes that found it dead at once, one removes it, and never a claim made since.
+    A break lock left by a process killed in those few milliseconds is removed after a minute.
+    """
+    breaker = path.with_name(f"{path.name}.break")
     try:
-        path.rename(aside)
-    except FileNotFoundError:
+        os.close(os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - breaker.stat().st_mtime > 60:
+                breaker.unlink()
         return False
-    moved = _read(aside)
-    if moved != holder:  # a live claim made since we read it: put it back unless yet another one exists
-        with contextlib.suppress(OSError):
-            os.link(aside, path)
-        aside.unlink(missing_ok=True)
-        return False
-    aside.unlink(missing_ok=True)
-    return True
+    try:
+        if not path.exists() or _read(path) != holder:
+            return False
+        path.unlink()
+        return True
+    finally:
+        breaker.unlink(missing_ok=True)
 
 
 def _process_start(pid: int) -> str | None:

@@ -7,7 +7,8 @@ varies only the data order and dropout. `head_init: linear_probe` (the default) 
 projection on the frozen base's features of the training split (LP-FT: the backbone is not bent to serve a
 random head in the first steps, Kumar et al. 2022); `random` keeps the head drawn with `head_seed`. The start is
 keyed by everything that makes it: the base's weights, the task's data and labels, and the head's settings.
-`head_seed: null` draws a head per run (with the run's seed), for comparisons.
+`head_seed: null` draws a head per run (with the run's seed), for comparisons. Processes sharing a sweep may
+build the start at once: each builds it aside, and the first one renamed into place is the one every run uses.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase, set_seed
 
+from ..errors import OutputExistsError
 from ..eval.data import load_split
 from ..eval.probe import head_features, probe_head
 from ..eval.scoring import Scorer
@@ -116,13 +118,21 @@ def shared_start(
     if recipe.head_init == "linear_probe":
         rows = load_split(task, recipe.train_split, dataset=dataset, seed=seed)
         record.update(_fit_head(model, tokenizer, task, rows, recipe, validation))
-    with staged(folder, overwrite=False) as staging:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / PROBE_FILE).write_text(
-            json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    try:
+        with staged(folder, overwrite=False) as staging:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            (staging / PROBE_FILE).write_text(
+                json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+            )
+            ModelCard(_card_text(record, recipe, task)).save(staging / "README.md")
+    except (
+        OutputExistsError
+    ):  # another process sharing the sweep built it first: every run starts from that one
+        logger.info(
+            "%s was built meanwhile by another process sharing the sweep; this one's is discarded", folder
         )
-        ModelCard(_card_text(record, recipe, task)).save(staging / "README.md")
+        return folder
     logger.info("Every run starts from %s (%s)", folder, describe_start(record))
     return folder
 
