@@ -109,22 +109,7 @@ def _hub_flags(parser, *, push_flag: bool) -> None:
     parser.add_argument("--token", help="a Hub token (default: HF_TOKEN or the saved login); never recorded")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hfsoup",
-        description="Weight averaging for Hugging Face models.",
-        epilog="Exit codes: 0 success, 1 user error (e.g. a missing model or incompatible ingredients), "
-        "2 usage error, 3 internal error (a bug), 130 interrupted, 143 terminated (SIGTERM). With --json, merge and inspect print one "
-        'JSON document on stdout, also when they fail ({"ok": false, "error": {...}}), and logs on stderr.',
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('hfsoup')}")
-    parser.set_defaults(json=False)  # `--json` is a flag of merge and inspect
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and full tracebacks")
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="warnings and results only, no progress bars"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    _merge_parser(sub)
+def _finetune_parser(sub) -> None:
     finetune = sub.add_parser(
         "finetune", help="fine-tune a sweep of runs with EMA from a recipe (recipes/*.yaml), then soup them"
     )
@@ -162,6 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument(
         "--token", help="a Hub token (default: HF_TOKEN or the saved login); never recorded"
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hfsoup",
+        description="Weight averaging for Hugging Face models.",
+        epilog="Exit codes: 0 success, 1 user error (e.g. a missing model or incompatible ingredients), "
+        "2 usage error, 3 internal error (a bug), 130 interrupted, 143 terminated (SIGTERM). With --json, merge and inspect print one "
+        'JSON document on stdout, also when they fail ({"ok": false, "error": {...}}), and logs on stderr.',
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('hfsoup')}")
+    parser.set_defaults(json=False)  # `--json` is a flag of merge and inspect
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and full tracebacks")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="warnings and results only, no progress bars"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _merge_parser(sub)
+    _finetune_parser(sub)
     inspect = sub.add_parser("inspect", help="report whether models can be averaged, without averaging")
     inspect.add_argument("models", nargs="+", help="model folders, user/name or user/name@revision")
     inspect.add_argument(

@@ -136,39 +136,33 @@ def run_finetune(
     missing = [plan.name for plan, _folders in runs if not plan.done]
     if soup is None or (missing and not soup_only):
         return Sweep(records, None, missing)
-    if missing and not allow_missing:
-        raise MissingRunsError(
-            f"{len(missing)} of {len(runs)} runs are not finished in {sweep.runs_dir}: {', '.join(missing)}; "
-            "train them first (hfsoup finetune without --soup-only), or pass --allow-missing to soup the "
-            f"{len(records)} finished ones.",
-            runs=missing,
-        )
-    if not records:
-        raise MissingRunsError(
-            f"no run of the sweep is finished in {sweep.runs_dir}; train them first.", runs=missing
-        )
+    _check_finished(sweep.runs_dir, len(runs), len(records), missing, allow_missing)
+    options = dict(overwrite=overwrite, token=token, command=command, progress=progress, processes=processes)
     with _soup_claim(soup_dir, existed, stale_after, processes) as holder:
         if holder is not None:
             return Sweep(records, None, missing, soup_by=holder)
-        merge = _soup(
-            sweep,
-            records,
-            task,
-            soup_dir,
-            overwrite,
-            token,
-            command,
-            progress,
-            processes,
-            missing,
-            merge_options,
-        )
+        merge = _soup(sweep, records, task, soup_dir, missing, {**options, **merge_options})
     return Sweep(records, merge, missing)
 
 
-def _soup(
-    sweep, records, task, soup_dir, overwrite, token, command, progress, processes, missing, options
-) -> Merge:
+def _check_finished(
+    runs_dir: Path, count: int, finished: int, missing: list[str], allow_missing: bool
+) -> None:
+    """Refuse to soup a sweep with missing runs (unless `allow_missing`), or with none finished."""
+    if missing and not allow_missing:
+        raise MissingRunsError(
+            f"{len(missing)} of {count} runs are not finished in {runs_dir}: {', '.join(missing)}; train them "
+            "first (hfsoup finetune without --soup-only), or pass --allow-missing to soup the "
+            f"{finished} finished ones.",
+            runs=missing,
+        )
+    if not finished:
+        raise MissingRunsError(
+            f"no run of the sweep is finished in {runs_dir}; train them first.", runs=missing
+        )
+
+
+def _soup(sweep, records, task, soup_dir, missing, options) -> Merge:
     """The soup of the finished runs' ingredients, through `run_merge`; a sweep's start is its natural base."""
     recipe = sweep.soup_recipe([folder for _record, folders in records for folder in folders])
     start = records[0][0].get("start_folder")
@@ -177,14 +171,9 @@ def _soup(
     return run_merge(
         recipe,
         output_dir=soup_dir,
-        overwrite=overwrite,
-        token=token,
-        command=command,
-        progress=progress,
         task=task,
         start=records[0][0].get("start"),
         missing_runs=missing,
-        processes=processes,
         **options,
     )
 
