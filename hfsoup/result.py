@@ -108,6 +108,8 @@ class MergeResult:
             "probe_l2", "train", "seconds"}`; `None` when the head was averaged.
         missing_runs: the runs of the ingredients' sweep that were not finished when it was souped
             (`hfsoup finetune --soup-only --allow-missing`); empty when every run was.
+        shared_rows: report split -> how many of its rows the selection split also read
+            (`--allow-overlapping-splits`); empty when they are disjoint.
     """
 
     task: str | None
@@ -138,6 +140,7 @@ class MergeResult:
     gain: dict | None = None
     refit_head: dict | None = None
     missing_runs: list[str] = field(default_factory=list)
+    shared_rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def selected(self) -> list[IngredientRecord]:

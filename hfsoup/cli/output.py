@@ -40,6 +40,8 @@ def format_scores(result: MergeResult) -> str:
         lines.append(f"{name:{width}}" + "".join(f"{scores[role]['score']:>14.4f}" for role in roles))
     if result.gain:
         lines.append(describe_gain(result.gain))
+    for split, count in result.shared_rows.items():
+        lines.append(f"Not held out: {count} rows of the report split {split!r} are selection rows too.")
     if result.top_subsets:
         subsets = 2 ** len(result.ingredients) - 1
         lines.append(f"Best of {subsets} subsets by selection score (the first is the soup):")

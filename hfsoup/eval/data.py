@@ -20,6 +20,9 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..errors import DatasetError, first_line
 from .tasks import HALVES, Task
@@ -100,7 +103,7 @@ def load_split(task: Task, split: str, *, dataset: str | None = None, seed: int 
 
 
 def read_split(task: Task, source: str, split: str, *, halved: bool = False) -> datasets.Dataset:
-    """Read `split` (in the `datasets` syntax) of a data file, a local folder or a Hub dataset, unchecked.
+    """Read `split` (in the `datasets` syntax) of a data file, a local folder or a Hub dataset, checked for rows.
 
     Args:
         task: the task; its name is the config read from a dataset of several configs (one of a single config
@@ -110,19 +113,38 @@ def read_split(task: Task, source: str, split: str, *, halved: bool = False) -> 
         halved: the split is the one the `"selection"`/`"report"` halves are cut from, so a dataset that lacks
             it is told to name its splits instead.
 
+    Returns:
+        The rows, as read: labels are not yet checked against the task (see [`load_split`]).
+
     Raises:
-        [`DatasetError`]: the source, its config or the split does not exist, or cannot be parsed.
+        [`DatasetError`]: the source, its config or the split does not exist, cannot be parsed or holds no
+            rows; a column of the task mixes JSON types (`1` in one row, `"yes"` in another); or some rows lack
+            a label (an empty cell, `null` or NaN).
     """
     path = Path(source)
+    where = f"split {split!r} of {source!r}"
     if path.is_file():
         if path.suffix not in DATA_FILE_BUILDERS:
             raise DatasetError(
                 f"cannot read {source!r}: data files must end in {', '.join(DATA_FILE_BUILDERS)}"
             )
+        if _blank(path):
+            raise DatasetError(
+                f"{source!r} is empty: a data file needs a header row (or keys, in JSON) naming the columns of "
+                f"task {task.name} ({', '.join(task.columns)}) and one row per example"
+            )
         builder, options = DATA_FILE_BUILDERS[path.suffix]
-        split_name = re.match(r"\w*", split).group()
-        with _dataset_errors(source, split, task):
-            return datasets.load_dataset(builder, data_files={split_name: str(path)}, split=split, **options)
+        where = repr(source) if re.fullmatch(r"\w*", split) else where  # a data file is any split
+        data_files = {_split_names(split)[0]: str(path)}
+        rows = _built(task, source, split, where, builder, data_files=data_files, **options)
+    else:
+        rows = _built(task, source, split, where, *_dataset_and_config(task, source, split, halved))
+    _check_values(task, rows, where)
+    return rows
+
+
+def _dataset_and_config(task: Task, source: str, split: str, halved: bool) -> tuple[str, str | None]:
+    """The folder or Hub id and the config to read `split` from, checked to have the splits `split` names."""
     with _dataset_errors(source, split, task):
         configs = datasets.get_dataset_config_names(source)
     if task.name not in configs and len(configs) != 1:
@@ -130,17 +152,105 @@ def read_split(task: Task, source: str, split: str, *, halved: bool = False) -> 
             f"dataset {source!r} has no config {task.name!r}; its configs: {', '.join(configs)}"
         )
     config = task.name if task.name in configs else None
-    if halved:
-        with _dataset_errors(source, split, task):
-            names = datasets.get_dataset_split_names(source, config)
-        if split not in names:
-            raise DatasetError(
-                f"dataset {source!r} has no {split!r} split to cut the selection and report halves from (its "
-                f"splits: {', '.join(names)}): pass --selection-split and --report-split, e.g. 'train[-500:]' "
-                "and 'test'"
-            )
     with _dataset_errors(source, split, task):
-        return datasets.load_dataset(source, config, split=split)
+        names = datasets.get_dataset_split_names(source, config)
+    missing = [name for name in _split_names(split) if name not in names]
+    if missing:
+        raise DatasetError(_no_split(task, source, missing[0], names, halved=halved))
+    return source, config
+
+
+def _no_split(task: Task, source: str, name: str, names: list[str], *, halved: bool) -> str:
+    """The one line telling how to name the splits of a dataset that lacks the split `name`."""
+    purpose = " to cut the selection and report halves from" if halved else ""
+    part = "train" if "train" in names else names[0]
+    swept = f" (`hfsoup finetune` scores its runs on {name!r})" if name == task.eval_splits[0] else ""
+    if not Path(source).is_dir():
+        added = f"save a local copy with a {name!r} split"
+    elif name in ("train", "validation", "test"):
+        added = f"add a {name}.csv (or .jsonl, .parquet) to the folder"
+    else:
+        added = f"name a {name!r} split in the configs of the folder's README.md"
+    return (
+        f"dataset {source!r} has no {name!r} split{purpose} (its splits: {', '.join(names)}): name splits it has, "
+        f"e.g. --selection-split '{part}[80%:90%]' --report-split '{part}[90%:]' (selection_split, report_split "
+        f"in a sweep recipe's soup), or {added}{swept}"
+    )
+
+
+def _built(task: Task, source: str, split: str, where: str, *args, **kwargs) -> datasets.Dataset:
+    """The split of the dataset that `datasets.load_dataset_builder(*args, **kwargs)` builds, refused if empty."""
+    with _dataset_errors(source, split, task):
+        builder = datasets.load_dataset_builder(*args, **kwargs)
+        builder.download_and_prepare()
+    found = builder.info.splits or {}
+    if any(name in found and not found[name].num_examples for name in _split_names(split)):
+        columns = f", only the columns {', '.join(builder.info.features)}" if builder.info.features else ""
+        another = "" if Path(source).is_file() else ", or score on another split"
+        raise DatasetError(f"{where} holds no rows{columns}: add one row per example{another}")
+    with _dataset_errors(source, split, task):
+        return builder.as_dataset(split=split)
+
+
+def _split_names(split: str) -> list[str]:
+    """The names of the splits a split in the `datasets` syntax reads: `["train", "test"]` for `train[:10]+test`."""
+    return [re.match(r"\s*(\w*)", part)[1] for part in split.split("+")]
+
+
+def _blank(path: Path) -> bool:
+    """Whether a data file holds nothing: no bytes, blank lines only, or a parquet table of no rows."""
+    if path.stat().st_size == 0:
+        return True
+    if path.suffix == ".parquet":
+        try:
+            return pq.read_metadata(path).num_rows == 0
+        except pa.ArrowException:
+            return False  # not a parquet file: `datasets` tells what is wrong
+    return path.stat().st_size < 1 << 16 and not path.read_bytes().strip()
+
+
+def _check_values(task: Task, rows: datasets.Dataset, where: str) -> None:
+    """Refuse a column of the task that mixes JSON types, and rows without a label (empty, null or NaN)."""
+    for column in task.columns:
+        if isinstance(rows.features.get(column), datasets.Json):
+            raise DatasetError(
+                f"column {column!r} of {where} {_json_kinds(rows[column])}; give a column one type: strings in a "
+                "text column, and in the label column strings (class names), integers (class ids) or numbers "
+                "(a regression)"
+            )
+    if task.label_column not in rows.column_names:
+        return  # the caller names the columns it needs
+    lacking = pc.is_null(rows.data.column(task.label_column), nan_is_null=True)
+    unlabelled = np.flatnonzero(lacking.to_numpy(zero_copy_only=False))
+    if unlabelled.size:
+        shown = ", ".join(map(str, unlabelled[:3])) + (", ..." if unlabelled.size > 3 else "")
+        raise DatasetError(
+            f"{where} has {unlabelled.size} of {rows.num_rows} rows without a label in column "
+            f"{task.label_column!r} (empty, null or NaN; rows {shown}, counting from 0): fill them in or "
+            "remove them"
+        )
+
+
+_JSON_KINDS = {
+    str: "strings",
+    bool: "booleans",
+    int: "integers",
+    float: "numbers",
+    list: "lists",
+    dict: "objects",
+}
+
+
+def _json_kinds(values) -> str:
+    """What kinds of JSON values a column holds, with the first row of each: `mixes integers (1, row 1) and ...`."""
+    first: dict[str, str] = {}
+    for index, value in enumerate(values):
+        if value is not None:
+            first.setdefault(_JSON_KINDS.get(type(value), type(value).__name__), f"{value!r}, row {index}")
+    kinds = [f"{kind} ({example})" for kind, example in first.items()]
+    if len(kinds) < 2:
+        return f"holds JSON {' '.join(kinds) or 'nulls'}"
+    return f"mixes {', '.join(kinds[:-1])} and {kinds[-1]}"
 
 
 @contextmanager

@@ -16,13 +16,15 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from ..errors import MissingRunsError
+from ..errors import HfSoupError, MissingRunsError
 from ..eval.data import load_split
+from ..eval.overlap import shared_rows, split_rows
 from ..eval.processes import Processes
 from ..eval.resolve import resolve_task
 from ..eval.tasks import Task
 from ..merge import Merge, run_merge
 from ..recipe.finetune import FinetuneRecipe
+from ..recipe.merge import MergeRecipe
 from ..recipe.sweep import SweepRecipe
 from ..soup import get_method
 from ..sources import model_folder
@@ -112,6 +114,7 @@ def run_finetune(
     soup_dir = sweep.soup_dir if write_soup and soup else None
     if soup_dir is not None:
         check_output(soup_dir, overwrite=overwrite)
+    warn_scored_training_rows(sweep, task, soup)
     existed = soup_dir is not None and soup_dir.exists()
     runs = finetune_sweep(
         sweep.finetune,
@@ -143,6 +146,33 @@ def run_finetune(
             return Sweep(records, None, missing, soup_by=holder)
         merge = _soup(sweep, records, task, soup_dir, missing, {**options, **merge_options})
     return Sweep(records, merge, missing)
+
+
+def warn_scored_training_rows(sweep: SweepRecipe, task: Task, soup: MergeRecipe | None) -> None:
+    """Warn, before any training, when a split the runs or the soup are scored on shares rows with training.
+
+    A dataset that cannot be read is left to the loading that follows, which says what is wrong with it.
+    """
+    train = sweep.finetune.train_split
+    seed = soup.seed if soup else 0
+    scored = {"the runs' validation scores": task.eval_splits[0]}
+    if soup:
+        scored.update({"the soup's selection": soup.selection_split, "the soup's report": soup.report_split})
+    try:
+        trained = split_rows(task, train, dataset=sweep.dataset, seed=seed)
+        shared = {
+            (what, split): shared_rows(trained, split_rows(task, split, dataset=sweep.dataset, seed=seed))
+            for what, split in scored.items()
+        }
+    except HfSoupError:
+        return
+    for (what, split), count in shared.items():
+        if count:
+            logger.warning(
+                "%s split %r shares %d rows with the training split %r: those scores are on rows the runs "
+                "were trained on.",
+                what.capitalize(), split, count, train,
+            )  # fmt: skip
 
 
 def _check_finished(

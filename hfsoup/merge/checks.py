@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 from huggingface_hub import split_torch_state_dict_into_shards
 
 from ..errors import IncompatibleIngredientsError, InvalidSettingError
+from ..eval.overlap import shared_rows, split_rows
 from ..eval.tasks import Task
 from ..recipe.merge import MergeRecipe
 from ..soup import Ingredient, get_method
 from ..soup.compat.labels import is_generic
 from ..sources import LocalSource
 
-__all__ = ["check_content", "checked_shard_size", "fit_task", "local_inputs", "refuse_independent_heads"]
+__all__ = [
+    "check_content",
+    "checked_shard_size",
+    "fit_task",
+    "local_inputs",
+    "refuse_independent_heads",
+    "refuse_shared_rows",
+]
+
+logger = logging.getLogger(__name__)
 
 
 def fit_task(task: Task, first: Ingredient, label_names: list[str] | None) -> Task:
@@ -88,3 +99,35 @@ def check_content(recipe: MergeRecipe, ingredients: list[Ingredient]) -> None:
                 "no longer match), so the replay would not rebuild that soup: restore the folder, or merge the "
                 "folders anew without --recipe."
             )
+
+
+def refuse_shared_rows(recipe: MergeRecipe, task: Task, specs: dict[str, str]) -> dict[str, int]:
+    """Refuse a report split that shares rows with the selection split, unless the recipe allows it.
+
+    Returns:
+        Report split -> how many of its rows the selection split also reads (only those that share any).
+
+    Raises:
+        InvalidSettingError: some report rows are selection rows and `allow_overlapping_splits` is not set.
+    """
+    selection = split_rows(task, specs["selection"], dataset=recipe.dataset, seed=recipe.seed)
+    shared = {}
+    for role, spec in specs.items():
+        if role == "selection":
+            continue
+        report = split_rows(task, spec, dataset=recipe.dataset, seed=recipe.seed)
+        count = shared_rows(selection, report)
+        if count and not recipe.allow_overlapping_splits:
+            total = sum(len(rows) for rows in report.values())
+            raise InvalidSettingError(
+                f"the report split {spec!r} shares {count} of its {total} rows with the selection split "
+                f"{specs['selection']!r}, so the soup would be reported on rows it was chosen on; choose disjoint "
+                "splits (e.g. --selection-split 'validation[:50%]' --report-split 'validation[50%:]'), or pass "
+                "--allow-overlapping-splits (the card and the table then say so)."
+            )
+        if count:
+            shared[spec] = count
+            logger.warning(
+                "The report split %r shares %d rows with the selection split: not held out.", spec, count
+            )
+    return shared

@@ -46,7 +46,14 @@ from ..soup import (
 from ..soup.compat.labels import is_generic
 from ..sources import LocalSource
 from ..staging import check_output, refuse_containing, staged
-from .checks import check_content, checked_shard_size, fit_task, local_inputs, refuse_independent_heads
+from .checks import (
+    check_content,
+    checked_shard_size,
+    fit_task,
+    local_inputs,
+    refuse_independent_heads,
+    refuse_shared_rows,
+)
 from .plain import plain_soup
 from .precision import scoring_model, stored_dtype, torch_dtype
 from .record import merge_result
@@ -108,6 +115,7 @@ class Loaded:
     splits: dict[str, datasets.Dataset]
     base: Ingredient | None = None
     refit_rows: datasets.Dataset | None = None
+    shared_rows: dict[str, int] | None = None
 
 
 def run_merge(
@@ -233,13 +241,15 @@ def load(recipe: MergeRecipe, checked: Checked, options: MergeOptions) -> Loaded
         role: load_split(task, split, dataset=recipe.dataset, seed=recipe.seed)
         for role, split in split_specs(recipe, task).items()
     }
+    shared = refuse_shared_rows(recipe, task, split_specs(recipe, task)) if task is not None else None
     refit_rows = _refit_rows(recipe, task) if recipe.refit_head else None
     check_weights(ingredients, base, report)
     raise_if_incompatible(report)
     refuse_independent_heads(recipe, report, options.allow_independent_heads)
     for line in report.warnings:
         logger.warning(line)
-    return Loaded(report.aligned(ingredients), report, task, checked.metric, splits, base, refit_rows)
+    aligned = report.aligned(ingredients)
+    return Loaded(aligned, report, task, checked.metric, splits, base, refit_rows, shared)
 
 
 def soup(recipe: MergeRecipe, loaded: Loaded, model: torch.nn.Module, options: MergeOptions) -> MergeResult:
@@ -261,6 +271,7 @@ def soup(recipe: MergeRecipe, loaded: Loaded, model: torch.nn.Module, options: M
         command=options.command,
         start=options.start,
         missing_runs=options.missing_runs,
+        shared_rows=loaded.shared_rows,
     )
 
 

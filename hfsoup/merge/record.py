@@ -72,6 +72,7 @@ def merge_result(
     command: str,
     start: dict | None = None,
     missing_runs: list[str] | None = None,
+    shared_rows: dict[str, int] | None = None,
 ) -> MergeResult:
     """The result of a merge, every field set here: what was souped, scored, chosen, and where it came from."""
     method = get_method(recipe.method)
@@ -102,6 +103,7 @@ def merge_result(
         halved_split=task.eval_splits[0] if task else "validation",
         start=start,
         missing_runs=list(missing_runs or []),
+        shared_rows=dict(shared_rows or {}),
         gain=souped.gain,
         refit_head=souped.refit_head,
     )

@@ -132,7 +132,7 @@ where the soup costs one.
 
 ## Evaluation splits
 
-The soup was chosen on the `selection` split only and is reported on {report}, on which it was never chosen.
+{held_out}
 {halves}The scores in this card's metadata (`model-index`) are the soup's on the report split(s).
 
 {use}"""
@@ -268,8 +268,21 @@ def _body(result: MergeResult, name: str) -> str:
         task=_task_title(result),
         score_key=result.score_key,
         comparison=table(["Model", *header], comparison),
-        report=", ".join(f"`{role}` ({_dataset_split(result, role)[1]})" for role in _report_roles(result)),
+        held_out=_held_out(result),
         halves=halves if result.splits.get("selection") in HALVES else "",
+    )
+
+
+def _held_out(result: MergeResult) -> str:
+    """The card's sentence on the report split(s): held out, or how many rows the selection split shared."""
+    report = ", ".join(f"`{role}` ({_dataset_split(result, role)[1]})" for role in _report_roles(result))
+    if not result.shared_rows:
+        return f"The soup was chosen on the `selection` split only and is reported on {report}, on which it was never chosen."
+    shared = ", ".join(f"{count} rows of `{split}`" for split, count in result.shared_rows.items())
+    return (
+        f"The soup was chosen on the `selection` split and is reported on {report}, but the splits overlap "
+        f"(`--allow-overlapping-splits`): {shared} were also selection rows, so the report scores are **not** "
+        "held out."
     )
 
 

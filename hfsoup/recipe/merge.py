@@ -69,6 +69,8 @@ class MergeRecipe:
             `refit_split` (for ingredients whose heads were drawn independently); scored beside the soup with
             the averaged head.
         refit_split: the training split `refit_head` fits on (`datasets` syntax; default `train`).
+        allow_overlapping_splits: score a soup whose selection and report splits share rows (refused by default:
+            its report score would not be held out); the card and the table then say how many rows are shared.
         learned_coefficients: `learned` only: the coefficients a fit recorded (group -> one per model), which a
             replay of its `soup.yaml` reuses instead of fitting; dropped when the method or a `learned_*`
             setting is overridden.
@@ -102,6 +104,7 @@ class MergeRecipe:
     greedy_min_gain: float | None = None
     refit_head: bool | None = None
     refit_split: str | None = None
+    allow_overlapping_splits: bool | None = None
 
     def __post_init__(self):
         _check_types(self, "recipe")

@@ -40,3 +40,42 @@ def test_local_inputs_are_the_recipe_s_existing_paths(tmp_path):
         text_columns=["text"],
     )
     assert local_inputs(recipe) == [tmp_path / "model", tmp_path / "data.csv"]
+
+
+def test_a_report_split_that_shares_rows_with_the_selection_split_is_refused_or_said(
+    tiny_ingredient_dirs, glue_hub_dir, tmp_path, capsys
+):
+    from cli_helpers import run, user_error
+
+    args = [*map(str, tiny_ingredient_dirs[:2]), "--task", "mrpc", "--dataset", str(glue_hub_dir)]
+    args += [
+        "--selection-split",
+        "validation[:50%]",
+        "--method",
+        "uniform",
+    ]  # the default report half overlaps
+    line = user_error(capsys, "merge", *args)
+    assert "the report split 'report' shares" in line and "of its 204 rows with the selection split" in line
+    assert "--allow-overlapping-splits" in line
+
+    code, out, err = run(
+        capsys, "merge", *args, "--allow-overlapping-splits", "--output-dir", tmp_path / "soup"
+    )
+    assert code == 0, err
+    assert "Not held out:" in out and "rows of the report split 'report' are selection rows too" in out
+    card = (tmp_path / "soup" / "README.md").read_text()
+    assert "never chosen" not in card and "are **not** held out" in card
+    import yaml
+
+    shared = yaml.safe_load((tmp_path / "soup" / "soup.yaml").read_text())["shared_rows"]
+    assert list(shared) == ["report"] and 0 < shared["report"] < 204
+
+
+def test_disjoint_splits_keep_the_held_out_sentence(tiny_ingredient_dirs, glue_hub_dir, tmp_path, capsys):
+    from cli_helpers import quick_mrpc, run
+
+    code, _out, err = run(
+        capsys, "merge", *quick_mrpc(tiny_ingredient_dirs[:2], glue_hub_dir), "--output-dir", tmp_path / "s"
+    )
+    assert code == 0, err
+    assert "on which it was never chosen" in (tmp_path / "s" / "README.md").read_text()
