@@ -217,3 +217,67 @@ def test_a_sweep_on_a_dataset_s_own_columns_trains_labels_and_soups(tmp_path, ti
     assert code == 0, err
     left, right = _weights(tmp_path / "soup"), _weights(tmp_path / "again")
     assert all(torch.equal(left[name], right[name]) for name in left)
+
+
+def test_a_run_stopped_mid_epoch_in_its_second_epoch_resumes_bit_for_bit(
+    tmp_path, tiny_base_dir, glue_hub_dir, trained, capsys
+):
+    # 32 rows in batches of 8: 4 steps an epoch; 8 steps with a checkpoint every 2: step 6 is mid-epoch 2, whose
+    # order a resumed run must draw as the uninterrupted one did.
+    recipe = _recipe(tmp_path, tiny_base_dir, glue_hub_dir, runs=[{"seed": 1}], max_steps=8)
+    trained.stop_at = 6
+    code, _out, err = run(capsys, "finetune", recipe, "--no-soup")
+    assert code == 130, err
+    trained.stop_at = None
+    code, _out, err = run(capsys, "finetune", recipe, "--no-soup")
+    assert code == 0, err
+    (resumed,) = _finished(tmp_path / "runs")
+    assert json.loads((resumed / "run.json").read_text())["resumed_from"] == "checkpoint-6"
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    code, _out, err = run(
+        capsys,
+        "finetune",
+        _recipe(fresh, tiny_base_dir, glue_hub_dir, runs=[{"seed": 1}], max_steps=8),
+        "--no-soup",
+    )
+    assert code == 0, err
+    for kind in ("raw", "ema"):
+        left, right = _weights(resumed / kind), _weights(fresh / "runs" / resumed.name / kind)
+        assert all(torch.equal(left[name], right[name]) for name in left), kind
+
+
+def test_a_run_stopped_after_training_before_its_folder_is_moved_is_not_trained_a_step_more(
+    tmp_path, tiny_base_dir, glue_hub_dir, trained, capsys, monkeypatch
+):
+    import hfsoup.finetune.train as train_module
+
+    real_card = train_module.write_run_card
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    recipe = _recipe(tmp_path, tiny_base_dir, glue_hub_dir, runs=[{"seed": 1}], max_steps=6)
+    monkeypatch.setattr(train_module, "write_run_card", stop)
+    code, _out, _err = run(capsys, "finetune", recipe, "--no-soup")
+    assert code == 130 and _finished(tmp_path / "runs") == []
+    monkeypatch.setattr(train_module, "write_run_card", real_card)
+    code, _out, err = run(capsys, "finetune", recipe, "--no-soup")
+    assert code == 0, err
+    assert len(trained) == 1  # scored from the saved weights, not trained again
+    (run_folder,) = _finished(tmp_path / "runs")
+    assert json.loads((run_folder / "run.json").read_text())["steps"] == 6
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    code, _out, err = run(
+        capsys,
+        "finetune",
+        _recipe(fresh, tiny_base_dir, glue_hub_dir, runs=[{"seed": 1}], max_steps=6),
+        "--no-soup",
+    )
+    assert code == 0, err
+    for kind in ("raw", "ema"):
+        left, right = _weights(run_folder / kind), _weights(fresh / "runs" / run_folder.name / kind)
+        assert all(torch.equal(left[name], right[name]) for name in left), kind

@@ -164,18 +164,21 @@ def _no_split(task: Task, source: str, name: str, names: list[str], *, halved: b
     """The one line telling how to name the splits of a dataset that lacks the split `name`."""
     purpose = " to cut the selection and report halves from" if halved else ""
     part = "train" if "train" in names else names[0]
-    swept = f" (`hfsoup finetune` scores its runs on {name!r})" if name == task.eval_splits[0] else ""
+    named = f"e.g. --selection-split '{part}[80%:90%]' --report-split '{part}[90%:]' (in a recipe: selection_split, "
+    named += "report_split)"
     if not Path(source).is_dir():
         added = f"save a local copy with a {name!r} split"
     elif name in ("train", "validation", "test"):
         added = f"add a {name}.csv (or .jsonl, .parquet) to the folder"
     else:
         added = f"name a {name!r} split in the configs of the folder's README.md"
-    return (
-        f"dataset {source!r} has no {name!r} split{purpose} (its splits: {', '.join(names)}): name splits it has, "
-        f"e.g. --selection-split '{part}[80%:90%]' --report-split '{part}[90%:]' (selection_split, report_split "
-        f"in a sweep recipe's soup), or {added}{swept}"
-    )
+    if name == task.eval_splits[0]:
+        hint = (
+            f"{added} (`hfsoup finetune` scores its runs on it), or score a merge on splits it has, {named}"
+        )
+    else:
+        hint = f"name splits it has, {named}, or {added}"
+    return f"dataset {source!r} has no {name!r} split{purpose} (its splits: {', '.join(names)}): {hint}"
 
 
 def _built(task: Task, source: str, split: str, where: str, *args, **kwargs) -> datasets.Dataset:

@@ -17,9 +17,11 @@ import time
 from pathlib import Path
 
 import datasets
+import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..ema import EMA_STATE_NAME, EmaTrainerCallback
@@ -35,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["train_run"]
 
+TRAINED = "trained.json"
+"""In a run's `.partial` folder: its training ended and its raw and EMA weights are saved (steps, seconds)."""
+
 
 class _EpochSnapshots(TrainerCallback):
     """Save the raw weights at the end of the chosen epochs as model folders `epoch-<k>/`."""
@@ -46,6 +51,34 @@ class _EpochSnapshots(TrainerCallback):
         epoch = round(state.epoch or 0)
         if epoch in self.epochs and model is not None and state.is_world_process_zero:
             save_model_folder(model, self.tokenizer, self.folder / f"epoch-{epoch}")
+
+
+class _EpochSeededSampler(LengthGroupedSampler):
+    """Length-grouped batches in an order drawn from the run's seed and the epoch alone.
+
+    transformers' `LengthGroupedSampler` draws its order from torch's global generator, whose state at the
+    start of an epoch a run resumed mid-epoch does not have: it would skip the first batches of another order.
+    Drawn from `(seed, epoch)` (the Trainer calls `set_epoch`), the order is the same in a resumed run, so it
+    resumes exactly wherever its checkpoint fell, and every process of a launcher draws the same order.
+    """
+
+    def __init__(self, sampler: LengthGroupedSampler, seed: int):
+        self.__dict__.update(vars(sampler))
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+
+
+class _SweepTrainer(Trainer):
+    """The Trainer of a sweep's runs: its length-grouped order is drawn from the run's seed and the epoch."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            return _EpochSeededSampler(sampler, self.args.seed)
+        return sampler
 
 
 class _QuietProgress(ProgressCallback):
@@ -107,16 +140,40 @@ def train_run(
     """
     processes = processes or Processes()
     partial = plan.partial
+    trained = None
     if processes.is_main:
         partial.mkdir(parents=True, exist_ok=True)
+        trained = _read_trained(partial)
+    trained = processes.broadcast(trained)
     set_seed(plan.args.seed)  # without a shared start, the run's own seed draws its head
     model = new_head_model(start, task)
+    if trained is None:
+        trained = _train(plan, model, tokenizer, train, recipe, progress, processes)
+    else:
+        logger.info(
+            "%s was trained before it was stopped (%d steps): scoring it", plan.name, trained["steps"]
+        )
+    if not processes.is_main:
+        processes.wait()
+        return None
+    record = _finish(plan, model, recipe, task, validation, tokenizer, describe, trained)
+    processes.wait()
+    return record
+
+
+def _train(plan, model, tokenizer, train, recipe, progress, processes) -> dict | None:
+    """Train the run (resuming its last checkpoint), save its raw and EMA weights, and mark it trained.
+
+    The marker (`trained.json`) is written after the weights: a run stopped after it is scored from them on
+    rerun, never trained a step more (the Trainer would take one more step past a checkpoint at `max_steps`).
+    """
+    partial = plan.partial
     ema = ema_callback(recipe) if recipe.ema_decay is not None else None
     callbacks = [ema] if ema else []
     if recipe.snapshot_epochs:
         callbacks.append(_EpochSnapshots(partial, recipe.snapshot_epochs, tokenizer))
     plan.args.disable_tqdm = not progress
-    trainer = Trainer(
+    trainer = _SweepTrainer(
         model=model, args=plan.args, train_dataset=train, processing_class=tokenizer, callbacks=callbacks
     )
     # No loss dictionaries on stdout, with or without the bar: the log says Run i/N and each run's scores.
@@ -132,46 +189,53 @@ def train_run(
         logger.info("Resuming %s from %s", plan.name, checkpoint)
     began = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
-    seconds = time.perf_counter() - began
     if not processes.is_main:
-        processes.wait()
         return None
-    record = _finish(plan, trainer, ema, recipe, task, validation, tokenizer, describe, checkpoint, seconds)
-    processes.wait()
-    return record
-
-
-def _finish(plan, trainer, ema, recipe, task, validation, tokenizer, describe, checkpoint, seconds) -> dict:
-    """Score and save the run's model folders, card them, and move the run into place; its record."""
-    model, partial, kinds = trainer.model, plan.partial, recipe.ingredient_kinds
-    scorer = Scorer(model, tokenizer, task, validation, max_length=recipe.max_length)
-    scores = {}
-    if "raw" in kinds:
-        save_model_folder(model, tokenizer, partial / "raw")
-    scores["raw"] = scorer()[0]
+    save_model_folder(model, tokenizer, partial / "raw")
     if ema is not None:
         with ema.ema.swapped_into(model):
-            scores["ema"] = scorer()[0]
-            if "ema" in kinds:
-                save_model_folder(model, tokenizer, partial / "ema")
-    for epoch in recipe.snapshot_epochs:
-        model.load_state_dict(load_file(partial / f"epoch-{epoch}" / "model.safetensors"))
-        scores[f"epoch-{epoch}"] = scorer()[0]
+            save_model_folder(model, tokenizer, partial / "ema")
+    trained = {
+        "steps": trainer.state.global_step,
+        "train_seconds_this_session": round(time.perf_counter() - began, 1),
+        "resumed_from": Path(checkpoint).name if checkpoint else None,
+    }
+    (partial / TRAINED).write_text(json.dumps(trained) + "\n", encoding="utf-8")
+    return trained
+
+
+def _read_trained(partial: Path) -> dict | None:
+    path = partial / TRAINED
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _finish(plan, model, recipe, task, validation, tokenizer, describe, trained) -> dict:
+    """Score the run's saved weights, card its model folders, and move the run into place; its record."""
+    partial = plan.partial
+    scorer = Scorer(model, tokenizer, task, validation, max_length=recipe.max_length)
+    scores = {}
+    saved = ["raw", "ema"] if (partial / "ema").is_dir() else ["raw"]
+    for kind in [*saved, *(f"epoch-{epoch}" for epoch in recipe.snapshot_epochs)]:
+        model.load_state_dict(load_file(partial / kind / "model.safetensors"))
+        scores[kind] = scorer()[0]
     record = {
         "name": plan.name,
         "key": plan.key,
         "overrides": plan.overrides,
-        "steps": trainer.state.global_step,
-        "train_seconds_this_session": round(seconds, 1),
-        "resumed_from": Path(checkpoint).name if checkpoint else None,
+        **trained,
         "scores": scores,
         "start": describe.get("start"),
         "start_folder": describe.get("start_folder"),
     }
-    for kind in folder_kinds(recipe):
+    kinds = folder_kinds(recipe)
+    for kind in kinds:
         write_run_card(partial / kind, kind, record, recipe, task, describe)
+    for kind in saved:
+        if kind not in kinds:  # scored, not an ingredient
+            shutil.rmtree(partial / kind)
     (partial / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     shutil.rmtree(partial / "trainer", ignore_errors=True)
+    (partial / TRAINED).unlink()
     try:
         os.replace(partial, plan.folder)
     except OSError:
