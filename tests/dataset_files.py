@@ -3,7 +3,9 @@
 - `sentiment_parquet`: like imdb / rotten_tomatoes: `text`, and `label` a `ClassLabel` named `neg`, `pos`.
 - `nli_jsonl`: like snli / multi_nli: `premise`, `hypothesis`, and `label` as strings (`entailment`,
   `neutral`, `contradiction`), as JSON lines.
-- `ratings_csv`: a regression: `sentence`, and `score` a float, as CSV.
+- `ratings_csv`: a regression: `sentence`, and `score` a float, as CSV (some cells may be left empty).
+- `sentences_jsonl`: `sentence` and whatever `label` values a test needs (`1` in one row, `"yes"` in another,
+  `null`), as JSON lines.
 """
 
 from __future__ import annotations
@@ -51,9 +53,21 @@ def nli_jsonl(folder: Path, rows: int = 48, labels: tuple[str, ...] = NLI_LABELS
     return path
 
 
-def ratings_csv(folder: Path, rows: int = 48) -> Path:
-    """A CSV of sentences with a float `score` (a regression, as STS-B)."""
+def ratings_csv(folder: Path, rows: int = 48, unrated: tuple[int, ...] = ()) -> Path:
+    """A CSV of sentences with a float `score` (a regression, as STS-B); the rows `unrated` have an empty score."""
     path = folder / "ratings.csv"
-    lines = ["sentence,score", *(f"review number {index},{index * 0.37 % 5:.2f}" for index in range(rows))]
+    scores = ["" if index in unrated else f"{index * 0.37 % 5:.2f}" for index in range(rows)]
+    lines = ["sentence,score", *(f"review number {index},{score}" for index, score in enumerate(scores))]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def sentences_jsonl(folder: Path, labels: list[object], name: str = "sentences.jsonl") -> Path:
+    """A JSON lines file of one `sentence` per label, with the labels as given (`None` is written as `null`)."""
+    path = folder / name
+    rows = [
+        json.dumps({"sentence": f"sentence number {index}", "label": label})
+        for index, label in enumerate(labels)
+    ]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path

@@ -281,3 +281,20 @@ def test_a_run_stopped_after_training_before_its_folder_is_moved_is_not_trained_
     for kind in ("raw", "ema"):
         left, right = _weights(run_folder / kind), _weights(fresh / "runs" / run_folder.name / kind)
         assert all(torch.equal(left[name], right[name]) for name in left), kind
+
+
+def test_a_soup_of_runs_with_their_own_heads_is_refused_in_the_sweep_s_terms(tmp_path, tiny_base_dir, capsys):
+    from dataset_files import nli_jsonl
+
+    # Three labels: the 2-label tiny base lacks the head, so each run draws its own 3 x 32 one.
+    data = str(nli_jsonl(tmp_path, rows=48))
+    recipe = _recipe(
+        tmp_path, tiny_base_dir, data, head_seed=None, head_init="random", task=None,
+        text_columns=["premise", "hypothesis"], train_split="train",
+    )  # fmt: skip
+    line = user_error(capsys, "finetune", recipe)
+    assert "each run drew its own head" in line and "drop head_seed: null" in line
+    assert "soup: {method: greedy}" in line and "--allow-independent-heads" in line
+    code, out, err = run(capsys, "finetune", recipe, "--allow-independent-heads")
+    assert code == 0, err
+    assert "Soup written to" in out

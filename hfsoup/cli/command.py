@@ -152,6 +152,7 @@ def _finetune(args) -> dict | None:
             soup_only=args.soup_only,
             allow_missing=args.allow_missing,
             processes=processes,
+            allow_independent_heads=args.allow_independent_heads,
             **({"stale_after": args.stale_after} if args.stale_after else {}),
         )
     finally:

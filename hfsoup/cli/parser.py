@@ -130,6 +130,11 @@ def _finetune_parser(sub) -> None:
         "reads SLURM_ARRAY_TASK_ID/_MIN/_COUNT, `env/N` Kubernetes' JOB_COMPLETION_INDEX",
     )
     finetune.add_argument(
+        "--allow-independent-heads",
+        action="store_true",
+        help="let a uniform or weighted soup average heads that each run drew itself (head_seed: null)",
+    )
+    finetune.add_argument(
         "--soup-only", action="store_true", help="train nothing: soup the finished runs (all must be)"
     )
     finetune.add_argument(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from ..errors import HfSoupError, MissingRunsError
+from ..errors import HfSoupError, IncompatibleIngredientsError, MissingRunsError
 from ..eval.data import load_split
 from ..eval.overlap import shared_rows, split_rows
 from ..eval.processes import Processes
@@ -144,7 +144,10 @@ def run_finetune(
     with _soup_claim(soup_dir, existed, stale_after, processes) as holder:
         if holder is not None:
             return Sweep(records, None, missing, soup_by=holder)
-        merge = _soup(sweep, records, task, soup_dir, missing, {**options, **merge_options})
+        try:
+            merge = _soup(sweep, records, task, soup_dir, missing, {**options, **merge_options})
+        except IncompatibleIngredientsError as error:
+            raise _in_sweep_terms(error) from error
     return Sweep(records, merge, missing)
 
 
@@ -173,6 +176,21 @@ def warn_scored_training_rows(sweep: SweepRecipe, task: Task, soup: MergeRecipe 
                 "were trained on.",
                 what.capitalize(), split, count, train,
             )  # fmt: skip
+
+
+def _in_sweep_terms(error: IncompatibleIngredientsError) -> IncompatibleIngredientsError:
+    """The refusal of a soup of independently drawn heads, with the fixes a sweep's recipe offers."""
+    report = error.report
+    if report is None or not report.independent_tensors:
+        return error
+    names = ", ".join(report.independent_tensors[:3])
+    return IncompatibleIngredientsError(
+        f"the runs' {names} look(s) independently initialized (each run drew its own head), so their soup would "
+        "average unrelated random heads: start every run from one shared head (drop head_seed: null from the "
+        "recipe), or set soup: {method: greedy} or soup: {refit_head: true}, or pass --allow-independent-heads "
+        "to average them anyway.",
+        report=report,
+    )
 
 
 def _check_finished(

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import datasets
 import pytest
+import yaml
 from cli_helpers import user_error
+from dataset_files import ratings_csv, sentences_jsonl
 
 from hfsoup.errors import DatasetError
-from hfsoup.eval import get_task, halves, load_split
+from hfsoup.eval import Task, get_task, halves, load_split
 
 
 def one_line(error: pytest.ExceptionInfo) -> str:
@@ -148,6 +150,143 @@ def test_label_ids_out_of_range_are_refused(tmp_path):
     with pytest.raises(DatasetError) as error:
         load_split(get_task("rte"), "validation", dataset=str(path))
     assert "[3]" in one_line(error)
+
+
+# --- data a user got wrong: one line naming the file and what is wrong ----------------------------------------
+
+
+def test_a_label_column_of_mixed_json_types_names_each_type_and_a_row(tmp_path):
+    path = sentences_jsonl(tmp_path, ["yes", 1, "no", 0])
+    with pytest.raises(DatasetError) as error:
+        load_split(get_task("sst2"), "validation", dataset=str(path))  # was a TypeError: an internal error
+    message = one_line(error)
+    assert f"column 'label' of '{path}' mixes strings ('yes', row 0) and integers (1, row 1)" in message
+    assert "integers (class ids)" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("empty.jsonl", b""), ("blank.jsonl", b"\n\n"), ("empty.csv", b""), ("empty.parquet", b"")],
+)
+def test_an_empty_data_file_is_named_with_the_columns_it_needs(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DatasetError) as error:
+        load_split(get_task("mrpc"), "selection", dataset=str(path))  # an empty .jsonl was a StopIteration
+    assert f"'{path}' is empty" in one_line(error) and "(sentence1, sentence2, label)" in str(error.value)
+
+
+def test_a_data_file_of_a_header_row_only_holds_no_rows(tmp_path):
+    csv, tsv = tmp_path / "header.csv", tmp_path / "header.tsv"
+    csv.write_text("sentence1,sentence2,label\n")
+    tsv.write_text("sentence1\tsentence2\tlabel\n")
+    datasets.Dataset.from_dict({"sentence": [], "label": []}).to_parquet(tmp_path / "header.parquet")
+    for path in (csv, tsv):
+        with pytest.raises(DatasetError) as error:
+            load_split(get_task("mrpc"), "validation", dataset=str(path))
+        message = one_line(error)
+        assert message.startswith(f"'{path}' holds no rows, only the columns sentence1, sentence2, label")
+    with pytest.raises(DatasetError) as error:
+        load_split(get_task("sst2"), "validation", dataset=str(tmp_path / "header.parquet"))
+    assert "header.parquet' is empty" in one_line(error)
+
+
+def test_an_empty_split_of_a_folder_holds_no_rows(tmp_path):
+    (tmp_path / "train.csv").write_text("sentence,label\na,0\nb,1\n")
+    (tmp_path / "validation.csv").write_text("sentence,label\n")
+    with pytest.raises(DatasetError) as error:
+        load_split(get_task("sst2"), "report", dataset=str(tmp_path))
+    assert f"split 'validation' of '{tmp_path}' holds no rows" in one_line(error)
+    assert "score on another split" in str(error.value)
+
+
+def test_a_folder_without_validation_says_how_to_name_splits(tmp_path):
+    (tmp_path / "train.csv").write_text("sentence,label\na,0\nb,1\n")
+    with pytest.raises(DatasetError) as error:
+        load_split(get_task("sst2"), "validation[:10]", dataset=str(tmp_path))
+    message = one_line(error)
+    assert message.startswith(f"dataset '{tmp_path}' has no 'validation' split (its splits: train): ")
+    assert "add a validation.csv (or .jsonl, .parquet) to the folder" in message
+    assert "--selection-split 'train[80%:90%]' --report-split 'train[90%:]'" in message
+    with pytest.raises(DatasetError) as error:
+        load_split(get_task("sst2"), "train[:1]+test", dataset=str(tmp_path))
+    assert "no 'test' split" in one_line(error) and "finetune" not in str(error.value)
+
+
+def test_a_regression_file_with_empty_scores_is_refused_with_the_count(tmp_path):
+    path = ratings_csv(tmp_path, unrated=(3, 10, 17, 30))
+    task = Task(name="ratings", text_columns=("sentence",), label_column="score", label_names=())
+    with pytest.raises(DatasetError) as error:
+        load_split(task, "selection", dataset=str(path))  # was loaded, then scored as NaN
+    message = one_line(error)
+    assert message.startswith(f"'{path}' has 4 of 48 rows without a label in column 'score'")
+    assert "rows 3, 10, 17, ..." in message
+    with pytest.raises(DatasetError) as error:
+        load_split(task, "validation[:12]", dataset=str(path))
+    assert f"split 'validation[:12]' of '{path}' has 2 of 12 rows" in one_line(error)
+
+
+def test_missing_class_labels_are_refused_with_the_count(tmp_path):
+    csv = tmp_path / "validation.csv"
+    csv.write_text("sentence1,sentence2,label\na,b,0\nc,d,\ne,f,1\n")
+    with pytest.raises(DatasetError) as error:
+        load_split(get_task("mrpc"), "validation", dataset=str(csv))  # was "label ids [nan] outside 0..1"
+    assert "has 1 of 3 rows without a label in column 'label' (empty, null or NaN; rows 1," in one_line(error)
+    jsonl = sentences_jsonl(tmp_path, ["pos", None, "neg", None])
+    with pytest.raises(DatasetError) as error:
+        load_split(get_task("sst2"), "validation", dataset=str(jsonl))
+    assert "has 2 of 4 rows without a label" in one_line(error)
+
+
+MIXED = (
+    '{"sentence1": "a", "sentence2": "b", "label": 1}\n{"sentence1": "c", "sentence2": "d", "label": "yes"}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        # Before: exit 3 with an internal StopIteration, exit 3 with an internal TypeError, a line on split syntax.
+        ("empty.jsonl", "", "is empty"),
+        ("mixed.jsonl", MIXED, "mixes integers (1, row 0) and strings ('yes', row 1)"),
+        ("header.csv", "sentence1,sentence2,label\n", "holds no rows"),
+    ],
+)
+def test_cli_merge_on_a_broken_data_file_is_a_user_error(
+    tmp_path, capsys, tiny_ingredient_dirs, name, content, expected
+):
+    path, out = tmp_path / name, tmp_path / "soup"
+    path.write_text(content)
+    args = ["--task", "mrpc", "--dataset", path, "--output-dir", out]
+    line = user_error(capsys, "merge", *tiny_ingredient_dirs[:2], *args)
+    assert str(path) in line and expected in line
+    assert not out.exists()
+
+
+def test_cli_sweep_on_a_folder_without_validation_says_how_to_name_splits(tmp_path, capsys, tiny_base_dir):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.csv").write_text(
+        "sentence,label\n" + "".join(f"sentence {i},{i % 2}\n" for i in range(40))
+    )
+    recipe = {
+        "task": "sst2",
+        "base": str(tiny_base_dir),
+        "dataset": str(folder),
+        "output_dir": str(tmp_path / "runs"),
+        "train_split": "train[:80%]",
+        "max_steps": 1,
+        "runs": [{"seed": 1}],
+        "soup": {"method": "uniform", "selection_split": "train[80%:90%]", "report_split": "train[90%:]"},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    line = user_error(
+        capsys, "finetune", path
+    )  # was "cannot read split 'validation' ... use e.g. 'validation'"
+    assert "has no 'validation' split (its splits: train): add a validation.csv" in line
+    assert "`hfsoup finetune` scores its runs on it" in line
+    assert not (tmp_path / "runs").exists()
 
 
 # --- the original GLUE files (not the Hub layout): one clear line ---------------------------------------------

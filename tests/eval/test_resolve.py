@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datasets
 import pytest
-from dataset_files import NLI_LABELS, nli_jsonl, ratings_csv, sentiment_parquet
+from dataset_files import NLI_LABELS, nli_jsonl, ratings_csv, sentences_jsonl, sentiment_parquet
 
 from hfsoup.errors import DatasetError, InvalidSettingError, UnknownNameError
 from hfsoup.eval import MeanOf, Task, get_task, load_split, register_task, resolve_task
@@ -61,8 +61,9 @@ def test_a_dataset_without_validation_needs_explicit_splits(tmp_path):
     with pytest.raises(DatasetError) as error:
         resolve_task(dataset=str(folder), text_columns=["text"], splits=["selection", "report"])
     message = one_line(error)
-    assert "no 'validation' split" in message and "--selection-split and --report-split" in message
-    assert "its splits: train" in message
+    assert "no 'validation' split to cut the selection and report halves from (its splits: train)" in message
+    assert "--selection-split 'train[80%:90%]' --report-split 'train[90%:]'" in message
+    assert "add a validation.csv (or .jsonl, .parquet) to the folder" in message
 
 
 def test_a_registered_task_is_found_and_its_columns_can_be_renamed(monkeypatch):
@@ -120,3 +121,42 @@ def test_a_label_outside_the_task_labels_is_refused_when_loading(tmp_path):
     with pytest.raises(DatasetError) as error:
         load_split(task, "validation", dataset=str(other))
     assert "['unrelated']" in one_line(error)
+
+
+def test_a_label_column_of_mixed_json_types_is_named_not_its_arrow_type(tmp_path):
+    path = sentences_jsonl(tmp_path, [1, "yes", 0, "no"])
+    with pytest.raises(DatasetError) as error:
+        resolve_task(dataset=str(path), text_columns=["sentence"])  # was "holds Json(decode=True)"
+    message = one_line(error)
+    assert message.startswith(
+        f"column 'label' of '{path}' mixes integers (1, row 0) and strings ('yes', row 1)"
+    )
+    assert "Json" not in message
+
+
+def test_an_empty_file_or_a_header_row_only_is_one_line(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DatasetError) as error:
+        resolve_task(dataset=str(empty), text_columns=["text"])  # was an internal StopIteration
+    assert f"'{empty}' is empty" in one_line(error) and "(text, label)" in str(error.value)
+    header = tmp_path / "header.csv"
+    header.write_text("text,label\n")
+    with pytest.raises(DatasetError) as error:
+        resolve_task(dataset=str(header), text_columns=["text"])
+    assert f"'{header}' holds no rows, only the columns text, label" in one_line(error)
+
+
+def test_a_regression_with_empty_scores_is_refused_not_scored_as_nan(tmp_path):
+    path = ratings_csv(tmp_path, unrated=(5, 6))
+    with pytest.raises(DatasetError) as error:
+        resolve_task(dataset=str(path), text_columns=["sentence"], label_column="score")
+    assert "has 2 of 48 rows without a label in column 'score'" in one_line(error)
+
+
+def test_integer_labels_with_an_empty_cell_are_refused_not_taken_for_a_regression(tmp_path):
+    path = tmp_path / "ids.csv"
+    path.write_text("text,label\na,0\nb,\nc,1\n")  # pandas reads the column as floats: 0.0, NaN, 1.0
+    with pytest.raises(DatasetError) as error:
+        resolve_task(dataset=str(path), text_columns=["text"])
+    assert f"'{path}' has 1 of 3 rows without a label in column 'label'" in one_line(error)
