@@ -298,3 +298,24 @@ def test_a_soup_of_runs_with_their_own_heads_is_refused_in_the_sweep_s_terms(tmp
     code, out, err = run(capsys, "finetune", recipe, "--allow-independent-heads")
     assert code == 0, err
     assert "Soup written to" in out
+
+
+def test_every_output_of_a_sweep_is_checked_before_any_work(tmp_path, tiny_base_dir, glue_hub_dir, capsys):
+    finished = tmp_path / "other" / "seed1-0123456789"
+    finished.mkdir(parents=True)
+    (finished / "run.json").write_text("{}")
+    (tmp_path / "afile").write_text("x")
+    recipe = _recipe(tmp_path, tiny_base_dir, glue_hub_dir)
+    cases = {
+        "inside the finished run": ["--output-dir", finished / "runs"],
+        "is not a writable folder": ["--output-dir", tmp_path / "afile" / "runs"],
+        "is a file; choose a folder": ["--output-dir", tmp_path / "afile"],
+    }
+    for fragment, flags in cases.items():
+        assert fragment in user_error(capsys, "finetune", recipe, *flags)
+    soup_inside = _recipe(tmp_path, tiny_base_dir, glue_hub_dir)
+    data = yaml.safe_load(soup_inside.read_text())
+    data["soup"]["output_dir"] = str(finished / "soup")
+    soup_inside.write_text(yaml.safe_dump(data))
+    assert "the soup's folder" in user_error(capsys, "finetune", soup_inside)
+    assert not (tmp_path / "runs").exists() and not (finished / "soup").exists()

@@ -11,12 +11,13 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from ..errors import HfSoupError, IncompatibleIngredientsError, MissingRunsError
+from ..errors import HfSoupError, IncompatibleIngredientsError, InvalidSettingError, MissingRunsError
 from ..eval.data import load_split
 from ..eval.overlap import shared_rows, split_rows
 from ..eval.processes import Processes
@@ -112,8 +113,10 @@ def run_finetune(
         splits=("validation", sweep.finetune.train_split, *splits),
     )
     soup_dir = sweep.soup_dir if write_soup and soup else None
+    check_runs_dir(sweep.runs_dir)
     if soup_dir is not None:
         check_output(soup_dir, overwrite=overwrite)
+        refuse_inside_run(soup_dir, "the soup's folder")
     warn_scored_training_rows(sweep, task, soup)
     existed = soup_dir is not None and soup_dir.exists()
     runs = finetune_sweep(
@@ -176,6 +179,34 @@ def warn_scored_training_rows(sweep: SweepRecipe, task: Task, soup: MergeRecipe 
                 "were trained on.",
                 what.capitalize(), split, count, train,
             )  # fmt: skip
+
+
+def check_runs_dir(runs_dir: Path) -> None:
+    """Check, before any work, that the runs can be written to `runs_dir` (which may hold a stopped sweep).
+
+    Raises:
+        InvalidSettingError: it is a file, lies inside a finished run or under a file, or cannot be written.
+    """
+    path = runs_dir.expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise InvalidSettingError(f"the runs' folder {runs_dir} is a file; choose a folder for --output-dir.")
+    refuse_inside_run(runs_dir, "the runs' folder")
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InvalidSettingError(
+            f"cannot write the runs to {runs_dir}: {ancestor} is not a writable folder; choose another --output-dir."
+        )
+
+
+def refuse_inside_run(folder: Path, what: str) -> None:
+    """Refuse a folder inside a finished run of a sweep (the run's files would mix with it)."""
+    for ancestor in folder.expanduser().resolve().parents:
+        if (ancestor / "run.json").is_file():
+            raise InvalidSettingError(
+                f"{what} {folder} is inside the finished run {ancestor} of another sweep; choose a folder outside it."
+            )
 
 
 def _in_sweep_terms(error: IncompatibleIngredientsError) -> IncompatibleIngredientsError:
