@@ -90,8 +90,8 @@ def staged(output: Path, *, overwrite: bool) -> Iterator[Path]:
     """
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = _unique_sibling(output, "partial")
-    staging.mkdir()
-    try:
+    try:  # created inside the `try`: an interrupt right after `mkdir` still removes it
+        staging.mkdir()
         yield staging
         if output.exists():
             if not overwrite:

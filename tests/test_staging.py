@@ -292,3 +292,17 @@ def test_uninterrupted_swap_leaves_only_the_new_folder(old_output):
     replace_with_new(old_output)
     assert listing(old_output) == NEW
     assert siblings(old_output) == []
+
+
+def test_an_interrupt_right_after_the_staging_folder_is_created_leaves_nothing(monkeypatch, tmp_path):
+    real_mkdir = Path.mkdir
+
+    def mkdir_then_interrupt(self, *args, **kwargs):
+        real_mkdir(self, *args, **kwargs)
+        if ".partial-" in self.name:  # the signal lands between the staging folder's mkdir and the next line
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_interrupt)
+    with pytest.raises(KeyboardInterrupt), staged(tmp_path / "soup", overwrite=False):
+        pass
+    assert list(tmp_path.iterdir()) == []

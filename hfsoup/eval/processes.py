@@ -14,6 +14,7 @@ and accelerate's state is created only when the environment says a launcher star
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ import torch
 from ..errors import InvalidSettingError
 
 __all__ = ["DEVICES", "Processes"]
+
+logger = logging.getLogger(__name__)
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 """The values `--device` takes, as a user reads them."""
@@ -71,6 +74,13 @@ class Processes:
         """
         kind, index = _parse(device)
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            if (
+                "ACCELERATE_USE_CPU" in os.environ
+            ):  # `accelerate launch --cpu` starts one process, whatever its count
+                logger.warning(
+                    "One process: `accelerate launch --cpu` starts a single one, whatever --num_processes says; "
+                    "for several processes on CPUs, run `torchrun --nproc-per-node N -m hfsoup ...`."
+                )
             return cls(_single_device(device, kind, index))
         if kind == "mps" or index is not None:
             raise InvalidSettingError(
@@ -83,7 +93,13 @@ class Processes:
 
         # accelerate sets up gloo on the CPU only when asked to: `auto` asks for it on a machine without CUDA.
         state = PartialState(cpu=kind == "cpu" or (kind == "auto" and not torch.cuda.is_available()))
-        return cls(torch.device("cpu") if state.device.type == "cpu" else state.device, state)
+        processes = cls(torch.device("cpu") if state.device.type == "cpu" else state.device, state)
+        if processes.is_main:
+            logger.info(
+                "%d processes, launched together; this one, the main one, runs on %s (the others on theirs, %s).",
+                processes.count, processes.device, "gloo" if processes.device.type == "cpu" else state.backend,
+            )  # fmt: skip
+        return processes
 
     def share(self, count: int) -> range:
         """The positions, among `count` items (batches), that this process handles: every `count`-th from its index."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -84,3 +85,15 @@ def test_a_launched_split_scores_bit_for_bit_as_one_process(tmp_path, glue_hub_d
         assert stopped[1] is None and stopped[3] < len(rank["split_batches"])
         assert rank["gathered"] == [[[0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]]
         assert (rank["sum"], rank["mean"]) == (3.0, 1.5)
+
+
+def test_accelerate_s_cpu_launch_of_one_process_says_how_to_launch_several(monkeypatch, caplog):
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")  # what `accelerate launch --cpu --num_processes 2` sets
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with caplog.at_level(logging.WARNING, logger="hfsoup"):
+        processes = Processes.from_environment("auto")
+    assert processes.count == 1
+    assert (
+        "`accelerate launch --cpu` starts a single one" in caplog.text
+        and "torchrun --nproc-per-node" in caplog.text
+    )
