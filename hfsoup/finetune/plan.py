@@ -150,6 +150,7 @@ def training_arguments(
         report_to="none",
         logging_steps=max(1, (steps or 200) // 5),
         disable_tqdm=True,
+        dataloader_pin_memory=torch.accelerator.is_available(),  # torch warns of pinning without a GPU, per run
     )
     if processes > 1:
         settings["accelerator_config"] = {"split_batches": True}

@@ -62,13 +62,25 @@ def new_head_model(base: Path, task: Task):
         "id2label": dict(enumerate(task.label_names)),
         "label2id": {n: i for i, n in enumerate(task.label_names)},
     }
-    return AutoModelForSequenceClassification.from_pretrained(
-        base,
-        num_labels=task.num_labels,
-        ignore_mismatched_sizes=True,
-        trust_remote_code=False,
-        **(labels if task.label_names else {}),
-    )
+    # The head is drawn on purpose: transformers' LOAD REPORT table of it (a warning) says one line here instead.
+    loader = logging.getLogger("transformers.modeling_utils")
+    level = loader.level
+    loader.setLevel(logging.ERROR)
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            base,
+            num_labels=task.num_labels,
+            ignore_mismatched_sizes=True,
+            trust_remote_code=False,
+            output_loading_info=True,
+            **(labels if task.label_names else {}),
+        )
+    finally:
+        loader.setLevel(level)
+    new = sorted({*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])})
+    if new:
+        logger.info("Drawn anew for %s (the base has no such head): %s", task.name, ", ".join(new))
+    return model
 
 
 def start_key(base: Path, recipe: FinetuneRecipe, task: Task, dataset: str | None) -> str:

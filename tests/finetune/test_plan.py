@@ -127,3 +127,22 @@ def test_run_settings_that_make_a_run_meaningless_are_refused_before_any_work(fi
     with pytest.raises(RecipeError) as caught:
         FinetuneRecipe(base="b", **fields)
     assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_without_a_gpu_runs_do_not_ask_for_pinned_memory_which_torch_would_warn_of_per_run(tmp_path):
+    import torch
+
+    (plan,) = plan_runs(FinetuneRecipe(base="b", runs=[{"seed": 1}]), get_task("mrpc"), None, tmp_path)
+    assert plan.args.dataloader_pin_memory is torch.accelerator.is_available()
+    (plan,) = plan_runs(
+        FinetuneRecipe(base="b", runs=[{"seed": 1}], training={"dataloader_pin_memory": True}),
+        get_task("mrpc"),
+        None,
+        tmp_path,
+    )
+    assert plan.args.dataloader_pin_memory is True  # the recipe's own choice wins
+
+
+def test_under_a_launcher_the_batch_must_split_evenly_between_the_processes(tmp_path):
+    with pytest.raises(RecipeError, match="batch size 9 does not split evenly between the 2 processes"):
+        plan_runs(FinetuneRecipe(base="b", batch_size=9), get_task("mrpc"), None, tmp_path, processes=2)

@@ -106,3 +106,18 @@ def test_changing_a_probe_setting_or_the_base_weights_re_keys_the_start(
     weights[name] = weights[name] + 1e-3
     save_file(weights, base / "model.safetensors", metadata={"format": "pt"})
     assert probed(base, glue_hub_dir, tmp_path).name != first.name
+
+
+def test_a_head_drawn_on_purpose_is_one_log_line_not_transformers_load_report(tiny_base_dir, capfd, caplog):
+    import logging
+
+    from hfsoup.eval import get_task
+    from hfsoup.finetune.start import new_head_model
+
+    with caplog.at_level(logging.INFO, logger="hfsoup"):
+        model = new_head_model(tiny_base_dir, get_task("stsb"))  # 1 output where the base has 2: drawn anew
+    assert model.classifier.out_features == 1
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    assert (
+        "Drawn anew for stsb (the base has no such head): classifier.bias, classifier.weight" in caplog.text
+    )
