@@ -221,17 +221,18 @@ def _check_values(task: Task, rows: datasets.Dataset, where: str) -> None:
                 "text column, and in the label column strings (class names), integers (class ids) or numbers "
                 "(a regression)"
             )
-    if task.label_column not in rows.column_names:
-        return  # the caller names the columns it needs
-    lacking = pc.is_null(rows.data.column(task.label_column), nan_is_null=True)
-    unlabelled = np.flatnonzero(lacking.to_numpy(zero_copy_only=False))
-    if unlabelled.size:
-        shown = ", ".join(map(str, unlabelled[:3])) + (", ..." if unlabelled.size > 3 else "")
-        raise DatasetError(
-            f"{where} has {unlabelled.size} of {rows.num_rows} rows without a label in column "
-            f"{task.label_column!r} (empty, null or NaN; rows {shown}, counting from 0): fill them in or "
-            "remove them"
-        )
+    for column in (*task.text_columns, task.label_column):
+        if column not in rows.column_names:
+            continue  # the caller names the columns it needs
+        lacking = pc.is_null(rows.data.column(column), nan_is_null=True)
+        empty = np.flatnonzero(lacking.to_numpy(zero_copy_only=False))
+        if empty.size:
+            shown = ", ".join(map(str, empty[:3])) + (", ..." if empty.size > 3 else "")
+            what = "a label" if column == task.label_column else "a text"
+            raise DatasetError(
+                f"{where} has {empty.size} of {rows.num_rows} rows without {what} in column {column!r} (empty, null "
+                f"or NaN; rows {shown}, counting from 0): fill them in or remove them"
+            )
 
 
 _JSON_KINDS = {

@@ -63,9 +63,9 @@ def new_head_model(base: Path, task: Task):
         "label2id": {n: i for i, n in enumerate(task.label_names)},
     }
     # The head is drawn on purpose: transformers' LOAD REPORT table of it (a warning) says one line here instead.
+    # (A filter, not a level: transformers checks a table of tensor parallelism, and warns, above WARNING.)
     loader = logging.getLogger("transformers.modeling_utils")
-    level = loader.level
-    loader.setLevel(logging.ERROR)
+    loader.addFilter(_no_load_report)
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             base,
@@ -76,11 +76,15 @@ def new_head_model(base: Path, task: Task):
             **(labels if task.label_names else {}),
         )
     finally:
-        loader.setLevel(level)
+        loader.removeFilter(_no_load_report)
     new = sorted({*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])})
     if new:
         logger.info("Drawn anew for %s (the base has no such head): %s", task.name, ", ".join(new))
     return model
+
+
+def _no_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
 
 
 def start_key(base: Path, recipe: FinetuneRecipe, task: Task, dataset: str | None) -> str:

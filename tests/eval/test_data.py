@@ -330,3 +330,18 @@ def test_cli_with_the_original_mrpc_tsv_is_a_user_error(capsys, raw_glue, tiny_i
     path = raw_glue / "mrpc" / "validation.tsv"
     line = user_error(capsys, "merge", *tiny_ingredient_dirs[:2], "--task", "mrpc", "--dataset", path)
     assert str(path) in line and "cannot parse" in line
+
+
+def test_rows_without_a_text_are_refused_in_one_line_naming_the_column(
+    tmp_path, tiny_ingredient_dirs, capsys
+):
+    from cli_helpers import user_error
+
+    path = tmp_path / "pairs.csv"
+    rows = [f"first {i},second {i},{i % 2}" for i in range(20)]
+    rows[4] = ",second 4,0"  # an empty first sentence
+    path.write_text("sentence1,sentence2,label\n" + "\n".join(rows) + "\n")
+    line = user_error(
+        capsys, "merge", *map(str, tiny_ingredient_dirs[:2]), "--task", "mrpc", "--dataset", path
+    )
+    assert "has 1 of 20 rows without a text in column 'sentence1'" in line and "rows 4," in line
