@@ -110,6 +110,9 @@ class MergeResult:
             (`hfsoup finetune --soup-only --allow-missing`); empty when every run was.
         shared_rows: report split -> how many of its rows the selection split also read
             (`--allow-overlapping-splits`); empty when they are disjoint.
+        rates: when a sweep's runs span several learning rates, `{"mixed": False, "rates", "selection": rate ->
+            the soup of that rate's runs on the selection split, "chosen"}`, or `{"mixed": True, "rates"}` when
+            the recipe soups them together (`mix_rates: true`); `None` for one rate.
     """
 
     task: str | None
@@ -141,6 +144,7 @@ class MergeResult:
     refit_head: dict | None = None
     missing_runs: list[str] = field(default_factory=list)
     shared_rows: dict[str, int] = field(default_factory=dict)
+    rates: dict | None = None
 
     @property
     def selected(self) -> list[IngredientRecord]:

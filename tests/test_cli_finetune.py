@@ -319,3 +319,35 @@ def test_every_output_of_a_sweep_is_checked_before_any_work(tmp_path, tiny_base_
     soup_inside.write_text(yaml.safe_dump(data))
     assert "the soup's folder" in user_error(capsys, "finetune", soup_inside)
     assert not (tmp_path / "runs").exists() and not (finished / "soup").exists()
+
+
+def test_runs_at_several_rates_are_souped_rate_by_rate_and_the_best_on_selection_is_kept(
+    tmp_path, tiny_base_dir, glue_hub_dir, capsys
+):
+    runs = [
+        {"seed": 1, "learning_rate": 1e-3},
+        {"seed": 2, "learning_rate": 1e-3},
+        {"seed": 1, "learning_rate": 5e-3},
+    ]
+    code, out, err = run(capsys, "finetune", _recipe(tmp_path, tiny_base_dir, glue_hub_dir, runs=runs))
+    assert code == 0, err
+    rates = yaml.safe_load((tmp_path / "soup" / "soup.yaml").read_text())["rates"]
+    assert rates["mixed"] is False and rates["rates"] == [0.001, 0.005]
+    chosen = max(rates["selection"], key=lambda rate: (rates["selection"][rate], -float(rate)))
+    assert rates["chosen"] == float(chosen)
+    ingredients = yaml.safe_load((tmp_path / "soup" / "soup.yaml").read_text())["ingredients"]
+    assert len(ingredients) == (
+        4 if rates["chosen"] == 0.001 else 2
+    )  # the chosen rate's runs only, raw and EMA
+    lr = "lr0.001-" if rates["chosen"] == 0.001 else "lr0.005-"
+    assert all(lr in ingredient["reference"] for ingredient in ingredients)
+    assert "each rate's runs were souped alone" in out
+    assert "## Learning rates" in (tmp_path / "soup" / "README.md").read_text()
+
+    (tmp_path / "mixed").mkdir()
+    mixed = _recipe(tmp_path / "mixed", tiny_base_dir, glue_hub_dir, runs=runs, mix_rates=True)
+    code, out, err = run(capsys, "finetune", mixed, "--output-dir", tmp_path / "runs")
+    assert code == 0, err
+    assert "souped together (`mix_rates: true`)" in out
+    soup = yaml.safe_load((tmp_path / "mixed" / "soup" / "soup.yaml").read_text())
+    assert soup["rates"] == {"mixed": True, "rates": [0.001, 0.005]} and len(soup["ingredients"]) == 6

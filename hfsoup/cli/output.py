@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..publish.tables import describe_rates
 from ..result import AVERAGED_HEAD, BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult
 
 __all__ = ["format_runs", "format_scores", "print_json"]
@@ -40,6 +41,8 @@ def format_scores(result: MergeResult) -> str:
         lines.append(f"{name:{width}}" + "".join(f"{scores[role]['score']:>14.4f}" for role in roles))
     if result.gain:
         lines.append(describe_gain(result.gain))
+    if result.rates:
+        lines.append(describe_rates(result.rates))
     for split, count in result.shared_rows.items():
         lines.append(f"Not held out: {count} rows of the report split {split!r} are selection rows too.")
     if result.top_subsets:

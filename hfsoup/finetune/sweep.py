@@ -33,6 +33,7 @@ from ..staging import check_output
 from .claims import STALE_AFTER, Claim, Claims, try_claim
 from .plan import RunPlan, plan_runs
 from .publish import push_run
+from .rates import rate_groups, rates_record, selection_score
 from .shard import Shard
 from .start import encoded_split, shared_start, start_record
 from .train import folder_kinds, train_run
@@ -242,7 +243,21 @@ def _check_finished(
 
 
 def _soup(sweep, records, task, soup_dir, missing, options) -> Merge:
-    """The soup of the finished runs' ingredients, through `run_merge`; a sweep's start is its natural base."""
+    """The soup of the finished runs, written: of all of them, or of the rate whose soup scores best (`rates.py`)."""
+    groups = rate_groups(records, sweep.finetune.learning_rate)
+    if len(groups) == 1 or sweep.mix_rates:
+        rates = rates_record(None, list(groups)) if len(groups) > 1 else None
+        return _merge_of(sweep, records, task, soup_dir, missing, options, rates)
+    scores = {
+        rate: selection_score(_merge_of(sweep, group, task, None, missing, options, None).result)
+        for rate, group in groups.items()
+    }
+    rates = rates_record(scores, list(groups))
+    return _merge_of(sweep, groups[rates["chosen"]], task, soup_dir, missing, options, rates)
+
+
+def _merge_of(sweep, records, task, soup_dir, missing, options, rates) -> Merge:
+    """The soup of these runs' ingredients, through `run_merge`; a sweep's start is its natural base."""
     recipe = sweep.soup_recipe([folder for _record, folders in records for folder in folders])
     start = records[0][0].get("start_folder")
     if recipe.base is None and start and get_method(recipe.method).needs_base:
@@ -253,6 +268,7 @@ def _soup(sweep, records, task, soup_dir, missing, options) -> Merge:
         task=task,
         start=records[0][0].get("start"),
         missing_runs=missing,
+        rates=rates,
         **options,
     )
 

@@ -86,6 +86,7 @@ class MergeOptions:
     command: str = ""
     start: dict | None = None
     missing_runs: list[str] | None = None
+    rates: dict | None = None
     repo_id: str | None = None
     progress: bool = True
     trust_remote_metric: bool = False
@@ -135,6 +136,7 @@ def run_merge(
     task: Task | None = None,
     start: dict | None = None,
     missing_runs: list[str] | None = None,
+    rates: dict | None = None,
 ) -> Merge:
     """Check, score and soup the recipe's ingredients; write the soup folder if `output_dir` is given.
 
@@ -159,6 +161,7 @@ def run_merge(
             the card and soup.yaml.
         missing_runs: the runs of the ingredients' sweep that were not finished, so not souped (the card
             names them).
+        rates: how a sweep whose runs span several learning rates was souped (see `hfsoup.finetune.rates`).
 
     Returns:
         The [`Merge`].
@@ -175,6 +178,7 @@ def run_merge(
         command=command,
         start=start,
         missing_runs=missing_runs,
+        rates=rates,
         repo_id=repo_id,
         progress=progress,
         trust_remote_metric=trust_remote_metric,
@@ -271,6 +275,7 @@ def soup(recipe: MergeRecipe, loaded: Loaded, model: torch.nn.Module, options: M
         command=options.command,
         start=options.start,
         missing_runs=options.missing_runs,
+        rates=options.rates,
         shared_rows=loaded.shared_rows,
     )
 

@@ -73,6 +73,7 @@ def merge_result(
     start: dict | None = None,
     missing_runs: list[str] | None = None,
     shared_rows: dict[str, int] | None = None,
+    rates: dict | None = None,
 ) -> MergeResult:
     """The result of a merge, every field set here: what was souped, scored, chosen, and where it came from."""
     method = get_method(recipe.method)
@@ -104,6 +105,7 @@ def merge_result(
         start=start,
         missing_runs=list(missing_runs or []),
         shared_rows=dict(shared_rows or {}),
+        rates=rates,
         gain=souped.gain,
         refit_head=souped.refit_head,
     )

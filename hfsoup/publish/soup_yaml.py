@@ -101,6 +101,7 @@ def soup_yaml(result: MergeResult, *, weights_hash: str | None = None) -> str:
         "refit_head": _plain(result.refit_head),
         "missing_runs": list(result.missing_runs),
         "shared_rows": dict(result.shared_rows),
+        "rates": _plain(result.rates),
         "log": list(result.log),
         "compatibility": list(result.compatibility),
     }

@@ -90,6 +90,11 @@ After averaging, the head's final projection (`{projection}`) was fitted anew on
 {rows} rows of the `{split}` split, by L2-regularized regression (l2 {probe_l2}); it scores {score:.4f} on them.
 The table shows the soup with its averaged head beside it.
 """
+_RATES = """
+## Learning rates
+
+{text}
+"""
 _MISSING = """
 ## Runs missing from the soup
 
@@ -134,12 +139,29 @@ def _describe_start(start: dict) -> str:
     )
 
 
+def describe_rates(rates: dict) -> str:
+    """The sweep's rates as the table and the card say them: each rate souped alone and the one kept, or mixed."""
+    listed = ", ".join(f"{rate:g}" for rate in rates["rates"])
+    if rates["mixed"]:
+        return (
+            f"The runs span the learning rates {listed}, souped together (`mix_rates: true`): runs at different rates "
+            'end in different places, and their soup may fall below its best run (RESULTS.md, "Soups that pay").'
+        )
+    scores = ", ".join(f"{float(rate):g} {score:.4f}" for rate, score in rates["selection"].items())
+    return (
+        f"The runs span the learning rates {listed}: each rate's runs were souped alone, and the soup of rate "
+        f"{rates['chosen']:g}, best on the selection split ({scores}), is this one."
+    )
+
+
 def result_sections(result: MergeResult) -> str:
     """The card's sections after its tables, each when the result has it: subsets, coefficients, gain, start, refit."""
     notes = subsets_section(result) if result.top_subsets else ""
     notes += coefficients_section(result) if result.coefficients else ""
     notes += _gain_section(result.gain) if result.gain else ""
     notes += _START.format(start=_describe_start(result.start)) if result.start else ""
+    if result.rates:
+        notes += _RATES.format(text=describe_rates(result.rates))
     if result.missing_runs:
         runs = ", ".join(f"`{run}`" for run in result.missing_runs)
         notes += _MISSING.format(count=len(result.missing_runs), runs=runs)

@@ -47,6 +47,8 @@ class SweepRecipe:
             ..., and `output_dir`, default `<output_dir>/soup`); its `models` (usually none) are souped before
             the runs' ingredients. `None` for no soup.
         soup_output_dir: where the soup goes (the mapping's `output_dir`); `None` for `<output_dir>/soup`.
+        mix_rates: soup the runs of every learning rate together; by default, when the runs span several rates,
+            each rate is souped alone and the soup best on the selection split is kept (`hfsoup.finetune.rates`).
     """
 
     task: str | None
@@ -57,6 +59,7 @@ class SweepRecipe:
     output_dir: str | None = None
     soup: MergeRecipe | None = None
     soup_output_dir: str | None = None
+    mix_rates: bool = False
 
     def __post_init__(self):
         if isinstance(self.finetune, dict):
@@ -168,8 +171,13 @@ def load_merge_or_sweep(
     outer = {name: data.pop(name, None) for name in _SET_BY_SWEEP}
     runs = Path(output_dir).with_name(f"{Path(output_dir).name}-ingredients") if output_dir else None
     try:
+        mix_rates = bool(data.pop("mix_rates", False))
         sweep = SweepRecipe(
-            **outer, output_dir=str(runs or "hfsoup-ingredients"), soup=data, soup_output_dir=output_dir
+            **outer,
+            output_dir=str(runs or "hfsoup-ingredients"),
+            soup=data,
+            soup_output_dir=output_dir,
+            mix_rates=mix_rates,
         )
     except RecipeError as error:
         raise RecipeError(f"{path}: {error}") from error
