@@ -351,3 +351,59 @@ def test_runs_at_several_rates_are_souped_rate_by_rate_and_the_best_on_selection
     assert "souped together (`mix_rates: true`)" in out
     soup = yaml.safe_load((tmp_path / "mixed" / "soup" / "soup.yaml").read_text())
     assert soup["rates"] == {"mixed": True, "rates": [0.001, 0.005]} and len(soup["ingredients"]) == 6
+
+
+def test_branched_runs_share_the_trunk_s_steps_then_differ_and_resume_bit_for_bit(
+    tmp_path, tiny_base_dir, glue_hub_dir, trained, capsys
+):
+    # 8 steps; the runs share the first 4 (branch_at 0.5), trained once by the trunk.
+    def recipe(folder):
+        folder.mkdir(exist_ok=True)
+        return _recipe(folder, tiny_base_dir, glue_hub_dir, max_steps=8, branch_at=0.5)
+
+    runs = tmp_path / "runs"
+    trained.stop_at = 6  # the second branch to train stops after its own checkpoint of step 6
+    code, _out, _err = run(capsys, "finetune", recipe(tmp_path), "--no-soup")
+    assert code == 130
+    trained.stop_at = None
+    code, _out, err = run(capsys, "finetune", recipe(tmp_path), "--no-soup")
+    assert code == 0, err
+    (trunk,) = runs.glob("trunk-*")
+    assert json.loads((trunk / "run.json").read_text())["steps"] == 4 and (trunk / "checkpoint-4").is_dir()
+    assert sum(name.startswith(".trunk-") for name in trained) == 1  # the trunk trained once
+    finished = [p for p in _finished(runs) if not p.name.startswith("trunk-")]
+    records = [json.loads((p / "run.json").read_text()) for p in finished]
+    assert [r["branched_from"] for r in records] == [f"{trunk.name}/checkpoint-4"] * 2
+    assert all(r["steps"] == 8 for r in records)
+    assert sorted(r["resumed_from"] for r in records) == [
+        "checkpoint-4",
+        "checkpoint-6",
+    ]  # a branch, a resume
+    first, second = (_weights(p / "raw") for p in finished)
+    assert not all(torch.equal(first[n], second[n]) for n in first)  # each branch went its own way
+    assert not list(runs.glob(".*"))
+
+    # The trunk's 4 steps are the first run's: an unbranched seed-1 run stopped at step 4 holds the same weights.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    trained.stop_at = 4
+    code, _out, _err = run(
+        capsys,
+        "finetune",
+        _recipe(plain, tiny_base_dir, glue_hub_dir, runs=[{"seed": 1}], max_steps=8),
+        "--no-soup",
+    )
+    assert code == 130
+    trained.stop_at = None
+    (stopped,) = (plain / "runs").glob(".seed1-*.partial/trainer/checkpoint-4")
+    shared, alone = _weights(trunk / "checkpoint-4"), _weights(stopped)
+    assert all(torch.equal(shared[n], alone[n]) for n in shared)
+
+    # Uninterrupted, the same sweep ends bit for bit where the stopped and resumed one did.
+    fresh = tmp_path / "fresh"
+    code, _out, err = run(capsys, "finetune", recipe(fresh), "--no-soup")
+    assert code == 0, err
+    for folder in finished:
+        for kind in ("raw", "ema"):
+            left, right = _weights(folder / kind), _weights(fresh / "runs" / folder.name / kind)
+            assert all(torch.equal(left[n], right[n]) for n in left), (folder.name, kind)

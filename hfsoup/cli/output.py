@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..publish.tables import describe_rates
 from ..result import AVERAGED_HEAD, BEST, ENSEMBLE, SOUP, UNIFORM, MergeResult
 
 __all__ = ["format_runs", "format_scores", "print_json"]
@@ -42,6 +41,8 @@ def format_scores(result: MergeResult) -> str:
     if result.gain:
         lines.append(describe_gain(result.gain))
     if result.rates:
+        from ..publish.tables import describe_rates  # not at the top: `hfsoup --help` loads no heavy library
+
         lines.append(describe_rates(result.rates))
     for split, count in result.shared_rows.items():
         lines.append(f"Not held out: {count} rows of the report split {split!r} are selection rows too.")

@@ -7,34 +7,38 @@ task is resolved once, every run is trained (or reused) by [`finetune_sweep`], a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from ..errors import HfSoupError, IncompatibleIngredientsError, InvalidSettingError, MissingRunsError
+from ..errors import IncompatibleIngredientsError
 from ..eval.data import load_split
-from ..eval.overlap import shared_rows, split_rows
 from ..eval.processes import Processes
 from ..eval.resolve import resolve_task
 from ..eval.tasks import Task
-from ..merge import Merge, run_merge
+from ..merge import Merge
 from ..recipe.finetune import FinetuneRecipe
-from ..recipe.merge import MergeRecipe
 from ..recipe.sweep import SweepRecipe
-from ..soup import get_method
 from ..sources import model_folder
 from ..staging import check_output
-from .claims import STALE_AFTER, Claim, Claims, try_claim
+from .branch import train_trunk, trunk_checkpoint, trunk_plan
+from .claims import STALE_AFTER, Claims
 from .plan import RunPlan, plan_runs
 from .publish import push_run
-from .rates import rate_groups, rates_record, selection_score
 from .shard import Shard
+from .souping import (
+    check_finished,
+    check_runs_dir,
+    in_sweep_terms,
+    refuse_inside_run,
+    soup_claim,
+    soup_runs,
+    warn_scored_training_rows,
+)
 from .start import encoded_split, shared_start, start_record
 from .train import folder_kinds, train_run
 
@@ -143,159 +147,16 @@ def run_finetune(
     missing = [plan.name for plan, _folders in runs if not plan.done]
     if soup is None or (missing and not soup_only):
         return Sweep(records, None, missing)
-    _check_finished(sweep.runs_dir, len(runs), len(records), missing, allow_missing)
+    check_finished(sweep.runs_dir, len(runs), len(records), missing, allow_missing)
     options = dict(overwrite=overwrite, token=token, command=command, progress=progress, processes=processes)
-    with _soup_claim(soup_dir, existed, stale_after, processes) as holder:
+    with soup_claim(soup_dir, existed, stale_after, processes) as holder:
         if holder is not None:
             return Sweep(records, None, missing, soup_by=holder)
         try:
-            merge = _soup(sweep, records, task, soup_dir, missing, {**options, **merge_options})
+            merge = soup_runs(sweep, records, task, soup_dir, missing, {**options, **merge_options})
         except IncompatibleIngredientsError as error:
-            raise _in_sweep_terms(error) from error
+            raise in_sweep_terms(error) from error
     return Sweep(records, merge, missing)
-
-
-def warn_scored_training_rows(sweep: SweepRecipe, task: Task, soup: MergeRecipe | None) -> None:
-    """Warn, before any training, when a split the runs or the soup are scored on shares rows with training.
-
-    A dataset that cannot be read is left to the loading that follows, which says what is wrong with it.
-    """
-    train = sweep.finetune.train_split
-    seed = soup.seed if soup else 0
-    scored = {"the runs' validation scores": task.eval_splits[0]}
-    if soup:
-        scored.update({"the soup's selection": soup.selection_split, "the soup's report": soup.report_split})
-    try:
-        trained = split_rows(task, train, dataset=sweep.dataset, seed=seed)
-        shared = {
-            (what, split): shared_rows(trained, split_rows(task, split, dataset=sweep.dataset, seed=seed))
-            for what, split in scored.items()
-        }
-    except HfSoupError:
-        return
-    for (what, split), count in shared.items():
-        if count:
-            logger.warning(
-                "%s split %r shares %d rows with the training split %r: those scores are on rows the runs "
-                "were trained on.",
-                what.capitalize(), split, count, train,
-            )  # fmt: skip
-
-
-def check_runs_dir(runs_dir: Path) -> None:
-    """Check, before any work, that the runs can be written to `runs_dir` (which may hold a stopped sweep).
-
-    Raises:
-        InvalidSettingError: it is a file, lies inside a finished run or under a file, or cannot be written.
-    """
-    path = runs_dir.expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise InvalidSettingError(f"the runs' folder {runs_dir} is a file; choose a folder for --output-dir.")
-    refuse_inside_run(runs_dir, "the runs' folder")
-    ancestor = path
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InvalidSettingError(
-            f"cannot write the runs to {runs_dir}: {ancestor} is not a writable folder; choose another --output-dir."
-        )
-
-
-def refuse_inside_run(folder: Path, what: str) -> None:
-    """Refuse a folder inside a finished run of a sweep (the run's files would mix with it)."""
-    for ancestor in folder.expanduser().resolve().parents:
-        if (ancestor / "run.json").is_file():
-            raise InvalidSettingError(
-                f"{what} {folder} is inside the finished run {ancestor} of another sweep; choose a folder outside it."
-            )
-
-
-def _in_sweep_terms(error: IncompatibleIngredientsError) -> IncompatibleIngredientsError:
-    """The refusal of a soup of independently drawn heads, with the fixes a sweep's recipe offers."""
-    report = error.report
-    if report is None or not report.independent_tensors:
-        return error
-    names = ", ".join(report.independent_tensors[:3])
-    return IncompatibleIngredientsError(
-        f"the runs' {names} look(s) independently initialized (each run drew its own head), so their soup would "
-        "average unrelated random heads: start every run from one shared head (drop head_seed: null from the "
-        "recipe), or set soup: {method: greedy} or soup: {refit_head: true}, or pass --allow-independent-heads "
-        "to average them anyway.",
-        report=report,
-    )
-
-
-def _check_finished(
-    runs_dir: Path, count: int, finished: int, missing: list[str], allow_missing: bool
-) -> None:
-    """Refuse to soup a sweep with missing runs (unless `allow_missing`), or with none finished."""
-    if missing and not allow_missing:
-        raise MissingRunsError(
-            f"{len(missing)} of {count} runs are not finished in {runs_dir}: {', '.join(missing)}; train them "
-            "first (hfsoup finetune without --soup-only), or pass --allow-missing to soup the "
-            f"{finished} finished ones.",
-            runs=missing,
-        )
-    if not finished:
-        raise MissingRunsError(
-            f"no run of the sweep is finished in {runs_dir}; train them first.", runs=missing
-        )
-
-
-def _soup(sweep, records, task, soup_dir, missing, options) -> Merge:
-    """The soup of the finished runs, written: of all of them, or of the rate whose soup scores best (`rates.py`)."""
-    groups = rate_groups(records, sweep.finetune.learning_rate)
-    if len(groups) == 1 or sweep.mix_rates:
-        rates = rates_record(None, list(groups)) if len(groups) > 1 else None
-        return _merge_of(sweep, records, task, soup_dir, missing, options, rates)
-    scores = {
-        rate: selection_score(_merge_of(sweep, group, task, None, missing, options, None).result)
-        for rate, group in groups.items()
-    }
-    rates = rates_record(scores, list(groups))
-    return _merge_of(sweep, groups[rates["chosen"]], task, soup_dir, missing, options, rates)
-
-
-def _merge_of(sweep, records, task, soup_dir, missing, options, rates) -> Merge:
-    """The soup of these runs' ingredients, through `run_merge`; a sweep's start is its natural base."""
-    recipe = sweep.soup_recipe([folder for _record, folders in records for folder in folders])
-    start = records[0][0].get("start_folder")
-    if recipe.base is None and start and get_method(recipe.method).needs_base:
-        recipe = dataclasses.replace(recipe, base=start)  # the runs' common start is their soup's base
-    return run_merge(
-        recipe,
-        output_dir=soup_dir,
-        task=task,
-        start=records[0][0].get("start"),
-        missing_runs=missing,
-        rates=rates,
-        **options,
-    )
-
-
-@contextlib.contextmanager
-def _soup_claim(soup_dir: Path | None, existed: bool, stale_after: float, processes: Processes):
-    """Claim the soup's folder (the main process decides for all); yields `None`, or who makes it instead.
-
-    A soup folder that appeared since the sweep began (`check_output` found none) was made by another
-    process sharing the sweep: it is left alone.
-    """
-    claim, holder = None, None
-    if soup_dir is not None and processes.is_main:
-        soup_dir.parent.mkdir(parents=True, exist_ok=True)
-        got = try_claim(soup_dir.with_name(f"{soup_dir.name}.lock"), stale_after=stale_after)
-        if isinstance(got, Claim):
-            claim = got
-            if soup_dir.exists() and not existed:
-                holder = "another process sharing the sweep (it is written)"
-        else:
-            holder = got.describe()
-    holder = processes.broadcast(holder)
-    try:
-        yield holder
-    finally:
-        if claim is not None:
-            claim.release()
 
 
 def finetune_sweep(
@@ -352,6 +213,8 @@ def finetune_sweep(
         )  # fmt: skip
     if train and not all(plan.done for plan in mine):
         setup = _setup(recipe, task, dataset, work_dir, seed, token, command, processes)
+        if recipe.branch_at is not None:
+            setup["trunk"] = _trunk(plans[0], setup, dataset, work_dir, stale_after, progress, processes)
         work = Claims(mine, work_dir, wait=wait, stale_after=stale_after, processes=processes)
         for plan in work:
             done = sum(p.done for p in plans)
@@ -364,6 +227,20 @@ def finetune_sweep(
         if recipe.push_to_hub and plan.done and processes.is_main:
             push_run(plan.folder, kinds, recipe, token=token)
     return [(plan, [str(plan.folder / kind) for kind in kinds]) for plan in plans]
+
+
+def _trunk(
+    first: RunPlan, setup: dict, dataset, work_dir: Path, stale_after: float, progress, processes
+) -> Path:
+    """The checkpoint every run of a branched sweep starts from: trained once (claimed like a run), or reused."""
+    recipe, task = setup["recipe"], setup["task"]
+    trunk = trunk_plan(recipe, task, dataset, work_dir, first, setup["train"].num_rows, processes.count)
+    for plan in Claims([trunk], work_dir, wait=True, stale_after=stale_after, processes=processes):
+        logger.info(
+            "The trunk every run branches from: %s, %d steps", plan.name, plan.overrides["trunk_until"]
+        )
+        train_trunk(plan, progress=progress, processes=processes, **setup)
+    return trunk_checkpoint(trunk)
 
 
 def _setup(recipe, task, dataset, work_dir, seed, token, command, processes) -> dict:

@@ -121,6 +121,7 @@ def train_run(
     describe: dict,
     progress: bool = False,
     processes: Processes | None = None,
+    trunk: Path | None = None,
 ) -> dict | None:
     """Train (or resume) one run and move it into `plan.folder`; its record, as written to `run.json`.
 
@@ -137,6 +138,7 @@ def train_run(
         describe: what the cards say of the sweep (`base`, `dataset`, `command`).
         progress: show the Trainer's progress bar.
         processes: the processes a launcher started; `None` for this one.
+        trunk: the checkpoint of the sweep's trunk the run branches from (`branch_at`); `None` for a full run.
     """
     processes = processes or Processes()
     partial = plan.partial
@@ -148,7 +150,7 @@ def train_run(
     set_seed(plan.args.seed)  # without a shared start, the run's own seed draws its head
     model = new_head_model(start, task)
     if trained is None:
-        trained = _train(plan, model, tokenizer, train, recipe, progress, processes)
+        trained = _train(plan, model, tokenizer, train, recipe, progress, processes, trunk)
     else:
         logger.info(
             "%s was trained before it was stopped (%d steps): scoring it", plan.name, trained["steps"]
@@ -161,20 +163,49 @@ def train_run(
     return record
 
 
-def _train(plan, model, tokenizer, train, recipe, progress, processes) -> dict | None:
-    """Train the run (resuming its last checkpoint), save its raw and EMA weights, and mark it trained.
+def _train(plan, model, tokenizer, train, recipe, progress, processes, trunk=None) -> dict | None:
+    """Train the run (resuming its last checkpoint, or branching from `trunk`), save its weights, mark it trained.
 
     The marker (`trained.json`) is written after the weights: a run stopped after it is scored from them on
     rerun, never trained a step more (the Trainer would take one more step past a checkpoint at `max_steps`).
     """
     partial = plan.partial
+    extra = [_EpochSnapshots(partial, recipe.snapshot_epochs, tokenizer)] if recipe.snapshot_epochs else []
+    if trunk is not None and processes.is_main:
+        branch_from(trunk, Path(plan.args.output_dir))
+    began = time.perf_counter()
+    trainer, ema, checkpoint = run_trainer(plan, model, tokenizer, train, recipe, progress, processes, extra)
+    if not processes.is_main:
+        return None
+    save_model_folder(model, tokenizer, partial / "raw")
+    if ema is not None:
+        with ema.ema.swapped_into(model):
+            save_model_folder(model, tokenizer, partial / "ema")
+    trained = {
+        "steps": trainer.state.global_step,
+        "train_seconds_this_session": round(time.perf_counter() - began, 1),
+        "resumed_from": Path(checkpoint).name if checkpoint else None,
+    }
+    if trunk is not None:
+        trained["branched_from"] = f"{trunk.parent.name}/{trunk.name}"
+    (partial / TRAINED).write_text(json.dumps(trained) + "\n", encoding="utf-8")
+    return trained
+
+
+def run_trainer(plan, model, tokenizer, train, recipe, progress, processes, callbacks=()):
+    """Train `model` with the plan's arguments and the recipe's EMA, from the newest complete checkpoint if any.
+
+    Returns:
+        The trainer, its EMA callback (or `None`), and the checkpoint it resumed from (or `None`).
+    """
     ema = ema_callback(recipe) if recipe.ema_decay is not None else None
-    callbacks = [ema] if ema else []
-    if recipe.snapshot_epochs:
-        callbacks.append(_EpochSnapshots(partial, recipe.snapshot_epochs, tokenizer))
     plan.args.disable_tqdm = not progress
     trainer = _SweepTrainer(
-        model=model, args=plan.args, train_dataset=train, processing_class=tokenizer, callbacks=callbacks
+        model=model,
+        args=plan.args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        callbacks=[*([ema] if ema else []), *callbacks],
     )
     # No loss dictionaries on stdout, with or without the bar: the log says Run i/N and each run's scores.
     trainer.remove_callback(PrinterCallback)
@@ -187,21 +218,21 @@ def _train(plan, model, tokenizer, train, recipe, progress, processes) -> dict |
     checkpoint = processes.broadcast(checkpoint)
     if checkpoint:
         logger.info("Resuming %s from %s", plan.name, checkpoint)
-    began = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
-    if not processes.is_main:
-        return None
-    save_model_folder(model, tokenizer, partial / "raw")
-    if ema is not None:
-        with ema.ema.swapped_into(model):
-            save_model_folder(model, tokenizer, partial / "ema")
-    trained = {
-        "steps": trainer.state.global_step,
-        "train_seconds_this_session": round(time.perf_counter() - began, 1),
-        "resumed_from": Path(checkpoint).name if checkpoint else None,
-    }
-    (partial / TRAINED).write_text(json.dumps(trained) + "\n", encoding="utf-8")
-    return trained
+    return trainer, ema, checkpoint
+
+
+def branch_from(trunk: Path, trainer_dir: Path) -> None:
+    """Start a run from the trunk's checkpoint, unless it has a checkpoint of its own (then it resumes that).
+
+    The copy leaves out the random-number states, so the run draws its own dropout from its seed from there on.
+    """
+    if trainer_dir.is_dir() and any(trainer_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
+        return
+    aside = trainer_dir / f".{trunk.name}.copying"
+    shutil.rmtree(aside, ignore_errors=True)
+    shutil.copytree(trunk, aside, ignore=shutil.ignore_patterns("rng_state*"))
+    os.replace(aside, trainer_dir / trunk.name)  # whole or absent: a kill mid-copy leaves no checkpoint
 
 
 def _read_trained(partial: Path) -> dict | None:

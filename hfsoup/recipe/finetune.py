@@ -53,6 +53,10 @@ class FinetuneRecipe:
         push_to_hub: a Hub repository prefix, `user/prefix`: each run is pushed to `user/prefix-<run>`, its raw
             weights on `main` and its EMA weights on the branch `ema`.
         private: whether repositories created by `push_to_hub` are private.
+        branch_at: the fraction of each run's steps the runs share (e.g. 0.3): one trunk is trained that far,
+            once, and every run branches from its checkpoint (weights, optimizer, schedule and EMA) with its own
+            seed, so its own data order and dropout; N runs cost about `branch_at + (1 - branch_at) N` runs. Only
+            `seed` may vary between the runs. `None` trains every run from the start.
     """
 
     base: str
@@ -73,6 +77,7 @@ class FinetuneRecipe:
     probe_l2: float = 1e-3
     push_to_hub: str | None = None
     private: bool = True
+    branch_at: float | None = None
 
     def __post_init__(self):
         _check_types(self, "finetune")
@@ -134,6 +139,27 @@ class FinetuneRecipe:
                 "train 2 epochs or more, or drop epochs."
             )
         self._check_runs()
+        self._check_branching()
+
+    def _check_branching(self) -> None:
+        """Branched runs share a trunk: a fraction in (0, 1), and runs that differ in their seed alone."""
+        if self.branch_at is None:
+            return
+        if not 0 < self.branch_at < 1:
+            raise RecipeError(
+                f"finetune.branch_at must be a fraction of the steps in (0, 1), got {self.branch_at}."
+            )
+        if self.snapshot_epochs:
+            raise RecipeError(
+                "finetune.branch_at and ingredients: [epochs] do not go together (the runs share their first "
+                "epochs' ends); drop one of them."
+            )
+        varied = sorted({name for point in self.points for name in point} - {"seed"})
+        if varied:
+            raise RecipeError(
+                f"finetune.branch_at: the runs share their first steps, so they may differ in seed alone, but the "
+                f"grid or runs also set {', '.join(varied)}; move those to the recipe's shared settings."
+            )
 
     def _check_runs(self) -> None:
         """Refuse, before any work, run settings that would make a run meaningless or share another's folder."""

@@ -146,3 +146,20 @@ def test_without_a_gpu_runs_do_not_ask_for_pinned_memory_which_torch_would_warn_
 def test_under_a_launcher_the_batch_must_split_evenly_between_the_processes(tmp_path):
     with pytest.raises(RecipeError, match="batch size 9 does not split evenly between the 2 processes"):
         plan_runs(FinetuneRecipe(base="b", batch_size=9), get_task("mrpc"), None, tmp_path, processes=2)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"branch_at": 1.0}, "branch_at must be a fraction of the steps in (0, 1), got 1.0"),
+        (
+            {"branch_at": 0.3, "grid": {"seed": [1, 2], "learning_rate": [1e-4, 5e-5]}},
+            "also set learning_rate",
+        ),
+        ({"branch_at": 0.3, "ingredients": ["raw", "epochs"]}, "do not go together"),
+    ],
+)
+def test_branched_runs_differ_in_their_seed_alone(fields, fragment):
+    with pytest.raises(RecipeError) as caught:
+        FinetuneRecipe(base="b", **fields)
+    assert fragment in str(caught.value)

@@ -60,27 +60,3 @@ def test_a_model_stock_soup_without_a_shared_start_needs_a_base(tmp_path):
     finetune = {"base": "b", "head_seed": None, "head_init": "random"}
     with pytest.raises(RecipeError, match="needs --base"):
         SweepRecipe(task="mrpc", finetune=finetune, soup={"method": "model_stock"})
-
-
-def test_training_rows_that_are_scored_are_warned_of_before_any_training(tmp_path, glue_hub_dir, caplog):
-    import logging
-
-    from hfsoup.eval import get_task
-    from hfsoup.finetune.sweep import warn_scored_training_rows
-
-    finetune = {"base": "b", "train_split": "validation[:100]"}
-    sweep = SweepRecipe(task="mrpc", dataset=str(glue_hub_dir), finetune=finetune, soup={"method": "uniform"})
-    with caplog.at_level(logging.WARNING, logger="hfsoup"):
-        warn_scored_training_rows(sweep, get_task("mrpc"), sweep.soup)
-    lines = [r.getMessage() for r in caplog.records]
-    assert any(
-        line.startswith("The runs' validation scores split 'validation' shares 100 rows") for line in lines
-    )
-    assert any("soup's selection split 'selection' shares" in line for line in lines)
-    assert any("soup's report split 'report' shares" in line for line in lines)
-
-    caplog.clear()
-    sweep.finetune.train_split = "train"
-    with caplog.at_level(logging.WARNING, logger="hfsoup"):
-        warn_scored_training_rows(sweep, get_task("mrpc"), sweep.soup)
-    assert not caplog.records
