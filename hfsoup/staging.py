@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import InvalidSettingError, OutputExistsError
 
-__all__ = ["check_output", "refuse_containing", "staged"]
+__all__ = ["check_output", "check_writable", "refuse_containing", "staged"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +52,27 @@ def check_output(output: str | os.PathLike, *, overwrite: bool) -> Path:
             f"output {path} is the working folder or holds it, so --overwrite would delete it; choose a new "
             "folder for the soup."
         )
-    ancestor = resolved.parent
+    check_writable(path)
+    return path
+
+
+def check_writable(path: Path, *, into: bool = False) -> None:
+    """Check that `path` can be created: the nearest existing folder above it is writable.
+
+    Args:
+        into: `path` may exist already and is written into (a sweep's runs folder): start from it, not its parent.
+
+    Raises:
+        `InvalidSettingError`: that ancestor is a file, or not writable.
+    """
+    resolved = path.expanduser().resolve()
+    ancestor = resolved if into else resolved.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise InvalidSettingError(
             f"cannot create {path}: {ancestor} is not a writable folder; choose an --output-dir you can write to."
         )
-    return path
 
 
 def refuse_containing(output: Path, inputs: Iterable[Path], what: str) -> None:

@@ -69,6 +69,13 @@ def _weights(folder: Path) -> dict:
     return load_file(folder / "model.safetensors")
 
 
+def _assert_same_runs(folder: Path, other: Path) -> None:
+    """A run folder's raw and EMA weights equal another's, bit for bit."""
+    for kind in ("raw", "ema"):
+        left, right = _weights(folder / kind), _weights(other / kind)
+        assert all(torch.equal(left[name], right[name]) for name in left), (folder.name, kind)
+
+
 def _finished(runs: Path) -> list[Path]:
     return sorted(p for p in runs.iterdir() if not p.name.startswith(("init-", ".")))
 
@@ -106,9 +113,7 @@ def test_a_sweep_trains_soups_resumes_and_retrains_only_what_changed(
         capsys, "finetune", _recipe(fresh, tiny_base_dir, glue_hub_dir, runs=[{"seed": 1}]), "--no-soup"
     )
     assert code == 0, err
-    for kind in ("raw", "ema"):
-        left, right = _weights(first / kind), _weights(fresh / "runs" / first.name / kind)
-        assert all(torch.equal(left[name], right[name]) for name in left), kind
+    _assert_same_runs(first, fresh / "runs" / first.name)
     # One run's settings changed: that run alone trains again.
     before = len(trained)
     changed = _recipe(
@@ -243,9 +248,7 @@ def test_a_run_stopped_mid_epoch_in_its_second_epoch_resumes_bit_for_bit(
         "--no-soup",
     )
     assert code == 0, err
-    for kind in ("raw", "ema"):
-        left, right = _weights(resumed / kind), _weights(fresh / "runs" / resumed.name / kind)
-        assert all(torch.equal(left[name], right[name]) for name in left), kind
+    _assert_same_runs(resumed, fresh / "runs" / resumed.name)
 
 
 def test_a_run_stopped_after_training_before_its_folder_is_moved_is_not_trained_a_step_more(
@@ -278,9 +281,7 @@ def test_a_run_stopped_after_training_before_its_folder_is_moved_is_not_trained_
         "--no-soup",
     )
     assert code == 0, err
-    for kind in ("raw", "ema"):
-        left, right = _weights(run_folder / kind), _weights(fresh / "runs" / run_folder.name / kind)
-        assert all(torch.equal(left[name], right[name]) for name in left), kind
+    _assert_same_runs(run_folder, fresh / "runs" / run_folder.name)
 
 
 def test_a_soup_of_runs_with_their_own_heads_is_refused_in_the_sweep_s_terms(tmp_path, tiny_base_dir, capsys):
@@ -404,6 +405,4 @@ def test_branched_runs_share_the_trunk_s_steps_then_differ_and_resume_bit_for_bi
     code, _out, err = run(capsys, "finetune", recipe(fresh), "--no-soup")
     assert code == 0, err
     for folder in finished:
-        for kind in ("raw", "ema"):
-            left, right = _weights(folder / kind), _weights(fresh / "runs" / folder.name / kind)
-            assert all(torch.equal(left[n], right[n]) for n in left), (folder.name, kind)
+        _assert_same_runs(folder, fresh / "runs" / folder.name)

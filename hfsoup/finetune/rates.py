@@ -14,7 +14,7 @@ import logging
 
 from ..result import SOUP
 
-__all__ = ["rate_groups", "rates_record"]
+__all__ = ["rate_groups", "rates_record", "selection_score"]
 
 logger = logging.getLogger(__name__)
 

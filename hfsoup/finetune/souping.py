@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 from pathlib import Path
 
 from ..errors import HfSoupError, IncompatibleIngredientsError, InvalidSettingError, MissingRunsError
@@ -23,6 +22,7 @@ from ..merge import Merge, run_merge
 from ..recipe.merge import MergeRecipe
 from ..recipe.sweep import SweepRecipe
 from ..soup import get_method
+from ..staging import check_writable
 from .claims import Claim, try_claim
 from .rates import rate_groups, rates_record, selection_score
 
@@ -76,13 +76,7 @@ def check_runs_dir(runs_dir: Path) -> None:
     if path.exists() and not path.is_dir():
         raise InvalidSettingError(f"the runs' folder {runs_dir} is a file; choose a folder for --output-dir.")
     refuse_inside_run(runs_dir, "the runs' folder")
-    ancestor = path
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InvalidSettingError(
-            f"cannot write the runs to {runs_dir}: {ancestor} is not a writable folder; choose another --output-dir."
-        )
+    check_writable(path, into=True)
 
 
 def refuse_inside_run(folder: Path, what: str) -> None:
