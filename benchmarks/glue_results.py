@@ -111,6 +111,7 @@ class CachedLogits:
 
 def _ingredients(run_dir: Path) -> tuple[list[str], list[dict]]:
     records = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/run.json"))]
+    records = [r for r in records if "trunk_until" not in r["overrides"]]  # a branched sweep's trunk: no run
     folders = [str(run_dir / r["name"] / kind) for r in records for kind in ("raw", "ema")]
     return folders, records
 

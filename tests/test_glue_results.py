@@ -93,3 +93,12 @@ def test_each_comparison_has_its_own_folder(bench, tmp_path):
     assert bench.variant_dir(tmp_path, "cola", "random", None, None) == tmp_path / "cola-random-head"
     assert bench.variant_dir(tmp_path, "cola", None, [5e-5, 1e-4], None) == tmp_path / "cola-lr5e-05+0.0001"
     assert bench.variant_dir(tmp_path, "cola", None, None, 0.3) == tmp_path / "cola-branch0.3"
+
+
+def test_a_branched_sweeps_trunk_is_no_ingredient(bench, tmp_path):
+    for name, overrides in (("seed1-a", {"seed": 1}), ("trunk-b", {"seed": 1, "trunk_until": 24})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps({"name": name, "overrides": overrides}))
+    folders, records = bench._ingredients(tmp_path)
+    assert [r["name"] for r in records] == ["seed1-a"]
+    assert folders == [str(tmp_path / "seed1-a" / "raw"), str(tmp_path / "seed1-a" / "ema")]
