@@ -36,3 +36,29 @@ def test_another_branching_point_is_another_trunk(tmp_path):
         plans = plan_runs(recipe, get_task("mrpc"), None, tmp_path)
         keys.add(trunk_plan(recipe, get_task("mrpc"), None, tmp_path, plans[0], 100).key)
     assert len(keys) == 2
+
+
+def test_the_trunk_saves_its_checkpoint_once_when_it_stops_mid_epoch(tmp_path):
+    from datasets import Dataset
+    from tiny_models import tiny_bert
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from hfsoup.finetune.branch import _StopAt
+
+    class Saves(TrainerCallback):
+        def __init__(self):
+            self.steps = []
+
+        def on_save(self, args, state, control, **kwargs):
+            self.steps.append(state.global_step)
+
+    rows = Dataset.from_dict({"input_ids": [[2, 5, 6, 3]] * 40, "labels": [0, 1] * 20})
+    args = TrainingArguments(
+        output_dir=str(tmp_path), num_train_epochs=2, per_device_train_batch_size=8, save_strategy="epoch",
+        report_to="none", disable_tqdm=True,
+    )  # fmt: skip
+    saves = Saves()
+    trainer = Trainer(model=tiny_bert(seed=0), args=args, train_dataset=rows, callbacks=[_StopAt(3), saves])
+    trainer.train()
+    assert trainer.state.global_step == 3 and saves.steps == [3]  # 5 steps an epoch: stopped in the first
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-3"]
