@@ -63,7 +63,9 @@ def train(tasks, work: Path, data: Path, seeds: int | None = None, variant: Vari
             ROOT / "recipes" / f"{task}.yaml", dataset=str(data), base=MINILM, output_dir=str(folder)
         )
         sweep.soup = None
-        if head_init:
+        if head_init == "independent":  # a head drawn per run, as Hub models trained apart have
+            sweep.finetune.head_init, sweep.finetune.head_seed = "random", None
+        elif head_init:
             sweep.finetune.head_init = head_init
         if rates:
             sweep.finetune.grid["learning_rate"] = list(rates)
@@ -125,6 +127,7 @@ def evaluate(
     learned_rates: tuple[float, ...] = (),
     variant: Variant = PLAIN,
     exhaustive: bool = True,
+    refit: bool = False,
 ) -> None:
     """Score every method on `seeds` selection/report splits of each task's validation (resumable).
 
@@ -137,7 +140,9 @@ def evaluate(
     gain over the best single with a paired bootstrap interval. A task is evaluated once it has `runs` finished runs,
     and all of its finished runs are used. Each of `learned_rates` adds the learned soup fitted with that Adam
     learning rate (`learned lr=<rate>`), also to splits evaluated before. `exhaustive=False` leaves subset search
-    out (on one loaded core it scores RTE's 255 subsets at about 6 s each: 25 minutes a split).
+    out (on one loaded core it scores RTE's 255 subsets at about 6 s each: 25 minutes a split). `refit` adds
+    `uniform, head refitted`: the uniform soup of all ingredients with its head's final projection fitted anew on
+    the soup's frozen features of the training split (`hfsoup merge --refit-head`), also to splits evaluated before.
     """
     from hfsoup.eval import get_task, load_split
     from hfsoup.eval.scoring import Scorer
@@ -155,9 +160,8 @@ def evaluate(
         # Results of another set of runs (a task evaluated before all its runs finished) are started anew.
         results = saved.get("splits", {}) if saved.get("runs") == names else {}
         extras = {_learned_label(rate): rate for rate in learned_rates}
-        todo = [
-            seed for seed in seeds if str(seed) not in results or not set(extras) <= set(results[str(seed)])
-        ]
+        wanted = {*extras, *([REFITTED] if refit else [])}
+        todo = [seed for seed in seeds if str(seed) not in results or not wanted <= set(results[str(seed)])]
         if not todo:
             continue
         ingredients = load_ingredients(folders)
@@ -185,6 +189,11 @@ def evaluate(
                 if label not in line:
                     fitted = _learned(ingredients, target, model, tokenizer, task, split.selection_rows, rate)
                     line[label] = dict(split.scores(cache()), coefficients=fitted)
+            if refit and REFITTED not in line:
+                best = individual[line["best single"]["index"]]
+                line[REFITTED] = _refitted(
+                    split, ingredients, target, model, tokenizer, task, data, cache, best
+                )
             line["seconds"] = round(line.get("seconds", 0) + time.perf_counter() - began, 1)
             results[str(seed)] = line
             out.write_text(json.dumps({"runs": names, "splits": results}, indent=1))
@@ -276,6 +285,22 @@ def _evaluate_seed(
     return line
 
 
+REFITTED = "uniform, head refitted"
+
+
+def _refitted(split, ingredients, target, model, tokenizer, task, data, cache, best) -> dict:
+    """The uniform soup of all ingredients with its head refitted on the training split, scored like a soup
+    against the split's best single (`best`, its whole-split logits)."""
+    from hfsoup.eval import load_split
+    from hfsoup.merge.refit import refit_head
+    from hfsoup.soup import get_method
+
+    get_method("uniform")(ingredients, target)  # `target` shares the model's storage: the model is the soup
+    record = refit_head(model, tokenizer, task, load_split(task, "train", dataset=str(data)), split="train")
+    logits = cache()
+    return dict(split.scores(logits), gain=split.gain(logits, best, seed=split.seed), refit=record)
+
+
 def _learned(ingredients, target, model, tokenizer, task, selection_rows, learning_rate: float) -> dict:
     """The learned soup of all ingredients, fitted on the selection half at this Adam rate; its coefficients."""
     from hfsoup.eval.loss import SelectionLoss
@@ -303,6 +328,7 @@ METHODS = (
     "model_stock",
     "exhaustive EMA",
     "learned",
+    REFITTED,
     "ensemble",
 )
 
@@ -401,7 +427,12 @@ def main(argv=None) -> int:
         help="also fit the learned soup with these Adam learning rates (added to splits evaluated before)",
     )
     parser.add_argument(
-        "--head-init", choices=["linear_probe", "random"], help="a comparison's head (its folder)"
+        "--head-init",
+        choices=["linear_probe", "random", "independent"],
+        help="a comparison's head (its folder): probed, drawn once, or drawn per run",
+    )
+    parser.add_argument(
+        "--refit-head", action="store_true", help="evaluate: add the uniform soup with its head refitted"
     )
     parser.add_argument(
         "--learning-rates", type=float, nargs="+", help="a comparison's rates, a grid (its folder)"
@@ -431,6 +462,7 @@ def main(argv=None) -> int:
             learned_rates=tuple(args.learned_rates),
             variant=variant,
             exhaustive=not args.no_exhaustive,
+            refit=args.refit_head,
         )
     else:
         report(args.tasks, args.work, variant=variant)

@@ -78,6 +78,15 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
     )  # added to seed 0 only
     again = json.loads((tmp_path / "mrpc" / "results.json").read_text())["splits"]
     assert "learned lr=0.05" in again["0"] and "learned lr=0.05" not in again["1"]
+    bench.evaluate(["mrpc"], tmp_path, glue_hub_dir, [0], runs=4, refit=True)  # added to seed 0 only
+    again = json.loads((tmp_path / "mrpc" / "results.json").read_text())["splits"]
+    refitted = again["0"][bench.REFITTED]
+    assert refitted["refit"]["split"] == "train" and refitted["refit"]["rows"] == 3668
+    assert refitted["gain"]["low"] <= refitted["gain"]["high"] and bench.REFITTED not in again["1"]
+    assert (
+        refitted["report"] != again["0"]["uniform"]["report"]
+        or refitted["selection"] != again["0"]["uniform"]["selection"]
+    )  # a new head, not the averaged one
     assert again["0"]["learned"] == results["0"]["learned"] and again["1"] == results["1"]
     (faster,) = again["0"]["learned lr=0.05"]["coefficients"].values()
     assert abs(sum(faster) - 1) < 1e-5 and faster != coefficients
