@@ -44,7 +44,9 @@ class _StopAt(TrainerCallback):
             control.should_training_stop = True
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:  # the stop ends the epoch: its end-of-epoch save would write it again
+        if (
+            state.global_step >= self.step
+        ):  # the stop ends the epoch: its end-of-epoch save would write it again
             control.should_save = False
 
 
