@@ -176,6 +176,7 @@ def evaluate(
         for ingredient in ingredients:
             load_into(target, ingredient)
             individual.append(cache())
+        refitted = None
         for seed in todo:
             began = time.perf_counter()
             split = SplitHalves(seed, rows, model, tokenizer, task)
@@ -190,10 +191,12 @@ def evaluate(
                     fitted = _learned(ingredients, target, model, tokenizer, task, split.selection_rows, rate)
                     line[label] = dict(split.scores(cache()), coefficients=fitted)
             if refit and REFITTED not in line:
+                if refitted is None:  # one soup and one fit per task, whatever the split
+                    refitted = _refitted(ingredients, target, model, tokenizer, task, data, cache)
+                logits, record = refitted
                 best = individual[line["best single"]["index"]]
-                line[REFITTED] = _refitted(
-                    split, ingredients, target, model, tokenizer, task, data, cache, best
-                )
+                gain = split.gain(logits, best, seed=split.seed)
+                line[REFITTED] = dict(split.scores(logits), gain=gain, refit=record)
             line["seconds"] = round(line.get("seconds", 0) + time.perf_counter() - began, 1)
             results[str(seed)] = line
             out.write_text(json.dumps({"runs": names, "splits": results}, indent=1))
@@ -288,17 +291,16 @@ def _evaluate_seed(
 REFITTED = "uniform, head refitted"
 
 
-def _refitted(split, ingredients, target, model, tokenizer, task, data, cache, best) -> dict:
-    """The uniform soup of all ingredients with its head refitted on the training split, scored like a soup
-    against the split's best single (`best`, its whole-split logits)."""
+def _refitted(ingredients, target, model, tokenizer, task, data, cache) -> tuple[torch.Tensor, dict]:
+    """The uniform soup of all ingredients with its head refitted on the training split: its whole-split
+    validation logits and the fit's record."""
     from hfsoup.eval import load_split
     from hfsoup.merge.refit import refit_head
     from hfsoup.soup import get_method
 
     get_method("uniform")(ingredients, target)  # `target` shares the model's storage: the model is the soup
     record = refit_head(model, tokenizer, task, load_split(task, "train", dataset=str(data)), split="train")
-    logits = cache()
-    return dict(split.scores(logits), gain=split.gain(logits, best, seed=split.seed), refit=record)
+    return cache(), record
 
 
 def _learned(ingredients, target, model, tokenizer, task, selection_rows, learning_rate: float) -> dict:
