@@ -160,7 +160,13 @@ def evaluate(
         # Results of another set of runs (a task evaluated before all its runs finished) are started anew.
         results = saved.get("splits", {}) if saved.get("runs") == names else {}
         extras = {_learned_label(rate): rate for rate in learned_rates}
-        wanted = {*extras, *([REFITTED] if refit else [])}
+        # Each ingredient's learning rate (raw and EMA of a run alike): a sweep over several is also souped per rate.
+        rates = [record["overrides"].get("learning_rate") for record in records for _kind in ("raw", "ema")]
+        wanted = {
+            *extras,
+            *([REFITTED] if refit else []),
+            *([PER_RATE] if len(set(rates)) > 1 else []),
+        }
         todo = [seed for seed in seeds if str(seed) not in results or not wanted <= set(results[str(seed)])]
         if not todo:
             continue
@@ -190,6 +196,9 @@ def evaluate(
                 if label not in line:
                     fitted = _learned(ingredients, target, model, tokenizer, task, split.selection_rows, rate)
                     line[label] = dict(split.scores(cache()), coefficients=fitted)
+            if len(set(rates)) > 1 and PER_RATE not in line:
+                best = individual[line["best single"]["index"]]
+                line.update(_rate_soups(split, cache, ingredients, target, rates, best))
             if refit and REFITTED not in line:
                 if refitted is None:  # one soup and one fit per task, whatever the split
                     refitted = _refitted(ingredients, target, model, tokenizer, task, data, cache)
@@ -289,6 +298,25 @@ def _evaluate_seed(
 
 
 REFITTED = "uniform, head refitted"
+PER_RATE = "uniform per rate, best on selection"
+
+
+def _rate_soups(split, cache, ingredients, target, rates, best) -> dict:
+    """For a sweep over several learning rates: each rate's uniform soup (`uniform lr=<rate>`), and the one of
+    them that scores best on the selection half, the soup `hfsoup finetune` writes for such a sweep (the lower
+    rate on a tie, as there)."""
+    from hfsoup.soup import get_method
+
+    lines = {}
+    for rate in sorted(set(rates)):
+        get_method("uniform")([ing for ing, r in zip(ingredients, rates, strict=True) if r == rate], target)
+        logits = cache()
+        lines[f"uniform lr={rate:g}"] = dict(
+            split.scores(logits), gain=split.gain(logits, best, seed=split.seed)
+        )
+    chosen = max(lines, key=lambda label: lines[label]["selection"])
+    lines[PER_RATE] = dict(lines[chosen], chosen=chosen)
+    return lines
 
 
 def _refitted(ingredients, target, model, tokenizer, task, data, cache) -> tuple[torch.Tensor, dict]:
@@ -331,6 +359,7 @@ METHODS = (
     "exhaustive EMA",
     "learned",
     REFITTED,
+    PER_RATE,
     "ensemble",
 )
 
@@ -367,7 +396,14 @@ def report(tasks, work: Path, variant: Variant = PLAIN) -> None:
             "| 95% interval, mean bounds | interval above 0 / below 0 |"
         )
         print("|---|---|---|---|---|---|---|")
-        extra = sorted({key for line in results.values() for key in line if key.startswith("learned lr=")})
+        extra = sorted(
+            {
+                key
+                for line in results.values()
+                for key in line
+                if key.startswith(("learned lr=", "uniform lr="))
+            }
+        )
         for method in (*METHODS, *extra):
             lines = [line for line in results.values() if method in line]
             if not lines:

@@ -69,6 +69,12 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
     assert all(i % 2 == 1 for i in line["exhaustive EMA"]["selected"])
     (coefficients,) = line["learned"]["coefficients"].values()
     assert len(coefficients) == 8 and abs(sum(coefficients) - 1) < 1e-5
+    per_rate = {
+        label: line[label] for label in ("uniform lr=0.001", "uniform lr=0.003")
+    }  # two rates: each souped
+    chosen = line[bench.PER_RATE]
+    assert chosen["selection"] == max(soup["selection"] for soup in per_rate.values())
+    assert chosen["report"] == per_rate[chosen["chosen"]]["report"] and "gain" in per_rate["uniform lr=0.001"]
     computed = len(list((tmp_path / "mrpc" / "logits").iterdir()))
     bench.evaluate(["mrpc"], tmp_path, glue_hub_dir, [0, 1, 2], runs=4)  # seed 2 reuses every soup's logits
     assert len(list((tmp_path / "mrpc" / "logits").iterdir())) <= computed + 20
@@ -94,6 +100,7 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
     printed = capsys.readouterr().out
     assert "### mrpc: 4 runs, 3 selection/report splits" in printed and "rte: no results yet" in printed
     assert "| greedy |" in printed and "| exhaustive EMA |" in printed and "| best single | " in printed
+    assert f"| {bench.PER_RATE} |" in printed and "| uniform lr=0.003 |" in printed
     assert "| learned lr=0.05 |" in printed and "| model_stock |" in printed and " of 3 |" in printed
 
 
