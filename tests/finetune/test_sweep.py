@@ -56,6 +56,27 @@ def test_a_model_stock_soup_of_a_sweep_is_anchored_at_the_sweep_s_start(tmp_path
     assert "linear-probed head" in (tmp_path / "runs" / "soup" / "README.md").read_text()
 
 
+def test_a_sweep_s_soup_can_refit_its_head_as_recipes_cola_does(tmp_path, tiny_sweep, glue_hub_dir):
+    sweep = SweepRecipe(
+        task="mrpc",
+        dataset=str(glue_hub_dir),
+        finetune=dict(tiny_sweep, train_split="train[:64]"),
+        output_dir=str(tmp_path / "runs"),
+        soup={
+            "method": "uniform",
+            "refit_head": True,
+            "refit_split": "train[:48]",
+            "selection_split": "validation[:32]",
+            "report_split": "validation[32:64]",
+        },
+    )
+    done = run_finetune(sweep, progress=False)
+    refit = done.merge.result.refit_head
+    assert refit["split"] == "train[:48]" and refit["rows"] == 48 and refit["projection"] == "classifier"
+    card = (tmp_path / "runs" / "soup" / "README.md").read_text()
+    assert "The head was refitted" in card and "48 rows of the `train[:48]` split" in card
+
+
 def test_a_model_stock_soup_without_a_shared_start_needs_a_base(tmp_path):
     finetune = {"base": "b", "head_seed": None, "head_init": "random"}
     with pytest.raises(RecipeError, match="needs --base"):
