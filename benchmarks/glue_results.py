@@ -162,11 +162,8 @@ def evaluate(
         extras = {_learned_label(rate): rate for rate in learned_rates}
         # Each ingredient's learning rate (raw and EMA of a run alike): a sweep over several is also souped per rate.
         rates = [record["overrides"].get("learning_rate") for record in records for _kind in ("raw", "ema")]
-        wanted = {
-            *extras,
-            *([REFITTED] if refit else []),
-            *([PER_RATE] if len(set(rates)) > 1 else []),
-        }
+        several_rates = len(set(rates)) > 1
+        wanted = {*extras, *([REFITTED] if refit else []), *([PER_RATE] if several_rates else [])}
         todo = [seed for seed in seeds if str(seed) not in results or not wanted <= set(results[str(seed)])]
         if not todo:
             continue
@@ -196,7 +193,7 @@ def evaluate(
                 if label not in line:
                     fitted = _learned(ingredients, target, model, tokenizer, task, split.selection_rows, rate)
                     line[label] = dict(split.scores(cache()), coefficients=fitted)
-            if len(set(rates)) > 1 and PER_RATE not in line:
+            if several_rates and PER_RATE not in line:
                 best = individual[line["best single"]["index"]]
                 line.update(_rate_soups(split, cache, ingredients, target, rates, best))
             if refit and REFITTED not in line:
@@ -303,20 +300,19 @@ PER_RATE = "uniform per rate, best on selection"
 
 def _rate_soups(split, cache, ingredients, target, rates, best) -> dict:
     """For a sweep over several learning rates: each rate's uniform soup (`uniform lr=<rate>`), and the one of
-    them that scores best on the selection half, the soup `hfsoup finetune` writes for such a sweep (the lower
-    rate on a tie, as there)."""
+    them that scores best on the selection half, chosen by the rule of `hfsoup finetune` (`rates_record`)."""
+    from hfsoup.finetune.rates import rates_record
     from hfsoup.soup import get_method
 
     lines = {}
     for rate in sorted(set(rates)):
         get_method("uniform")([ing for ing, r in zip(ingredients, rates, strict=True) if r == rate], target)
         logits = cache()
-        lines[f"uniform lr={rate:g}"] = dict(
-            split.scores(logits), gain=split.gain(logits, best, seed=split.seed)
-        )
-    chosen = max(lines, key=lambda label: lines[label]["selection"])
-    lines[PER_RATE] = dict(lines[chosen], chosen=chosen)
-    return lines
+        lines[rate] = dict(split.scores(logits), gain=split.gain(logits, best, seed=split.seed))
+    chosen = rates_record({rate: line["selection"] for rate, line in lines.items()}, list(lines))["chosen"]
+    labelled = {f"uniform lr={rate:g}": line for rate, line in lines.items()}
+    labelled[PER_RATE] = dict(lines[chosen], chosen=f"uniform lr={chosen:g}")
+    return labelled
 
 
 def _refitted(ingredients, target, model, tokenizer, task, data, cache) -> tuple[torch.Tensor, dict]:

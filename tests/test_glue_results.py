@@ -69,9 +69,8 @@ def test_every_method_on_every_split_then_reused(bench, tmp_path, tiny_base_dir,
     assert all(i % 2 == 1 for i in line["exhaustive EMA"]["selected"])
     (coefficients,) = line["learned"]["coefficients"].values()
     assert len(coefficients) == 8 and abs(sum(coefficients) - 1) < 1e-5
-    per_rate = {
-        label: line[label] for label in ("uniform lr=0.001", "uniform lr=0.003")
-    }  # two rates: each souped
+    # Two rates: each one souped alone, and the one best on selection scored as the sweep's soup.
+    per_rate = {label: line[label] for label in ("uniform lr=0.001", "uniform lr=0.003")}
     chosen = line[bench.PER_RATE]
     assert chosen["selection"] == max(soup["selection"] for soup in per_rate.values())
     assert chosen["report"] == per_rate[chosen["chosen"]]["report"] and "gain" in per_rate["uniform lr=0.001"]

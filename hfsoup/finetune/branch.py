@@ -44,9 +44,8 @@ class _StopAt(TrainerCallback):
             control.should_training_stop = True
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        if (
-            state.global_step >= self.step
-        ):  # the stop ends the epoch: its end-of-epoch save would write it again
+        # The stop ends the epoch: its end-of-epoch save would write the trunk's checkpoint again.
+        if state.global_step >= self.step:
             control.should_save = False
 
 

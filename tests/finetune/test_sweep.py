@@ -36,19 +36,21 @@ def test_without_a_soup_a_missing_base_is_the_first_error(tmp_path):
     assert "no-such-base" in str(caught.value)
 
 
-def test_a_model_stock_soup_of_a_sweep_is_anchored_at_the_sweep_s_start(tmp_path, tiny_sweep, glue_hub_dir):
-    sweep = SweepRecipe(
+def _scored_sweep(tmp_path, tiny_sweep, glue_hub_dir, **soup) -> SweepRecipe:
+    """A tiny sweep on 64 training rows whose soup, `soup`, is scored on two 32-row halves of validation."""
+    return SweepRecipe(
         task="mrpc",
         dataset=str(glue_hub_dir),
         finetune=dict(tiny_sweep, train_split="train[:64]"),
         output_dir=str(tmp_path / "runs"),
-        soup={
-            "method": "model_stock",
-            "selection_split": "validation[:32]",
-            "report_split": "validation[32:64]",
-        },
+        soup=dict(soup, selection_split="validation[:32]", report_split="validation[32:64]"),
     )
-    done = run_finetune(sweep, progress=False)
+
+
+def test_a_model_stock_soup_of_a_sweep_is_anchored_at_the_sweep_s_start(tmp_path, tiny_sweep, glue_hub_dir):
+    done = run_finetune(
+        _scored_sweep(tmp_path, tiny_sweep, glue_hub_dir, method="model_stock"), progress=False
+    )
     (start,) = (tmp_path / "runs").glob("init-*")
     result = done.merge.result
     assert result.method == "model_stock" and result.recipe["base"] == str(start)
@@ -57,21 +59,10 @@ def test_a_model_stock_soup_of_a_sweep_is_anchored_at_the_sweep_s_start(tmp_path
 
 
 def test_a_sweep_s_soup_can_refit_its_head_as_recipes_cola_does(tmp_path, tiny_sweep, glue_hub_dir):
-    sweep = SweepRecipe(
-        task="mrpc",
-        dataset=str(glue_hub_dir),
-        finetune=dict(tiny_sweep, train_split="train[:64]"),
-        output_dir=str(tmp_path / "runs"),
-        soup={
-            "method": "uniform",
-            "refit_head": True,
-            "refit_split": "train[:48]",
-            "selection_split": "validation[:32]",
-            "report_split": "validation[32:64]",
-        },
+    sweep = _scored_sweep(
+        tmp_path, tiny_sweep, glue_hub_dir, method="uniform", refit_head=True, refit_split="train[:48]"
     )
-    done = run_finetune(sweep, progress=False)
-    refit = done.merge.result.refit_head
+    refit = run_finetune(sweep, progress=False).merge.result.refit_head
     assert refit["split"] == "train[:48]" and refit["rows"] == 48 and refit["projection"] == "classifier"
     card = (tmp_path / "runs" / "soup" / "README.md").read_text()
     assert "The head was refitted" in card and "48 rows of the `train[:48]` split" in card
